@@ -1,0 +1,164 @@
+"""The MCP surface: four tools on the SDK's low-level server, thin handlers over the service.
+
+The only module that imports `mcp`. It attaches the catalog-derived schemas, dispatches
+calls, and is the error boundary: an ImagegateError becomes an `isError` result with its
+agent text; anything else becomes "internal error (ref …)" and is logged to stderr only.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import mcp_types as types
+from mcp.server.context import ServerRequestContext
+from mcp.server.lowlevel import Server
+from mcp.shared.exceptions import MCPError
+from pydantic import BaseModel
+
+from . import __version__
+from .errors import ImagegateError
+from .listing import ModelsAnswer, SizesAnswer
+from .service import Service, build_service
+
+__all__ = ["TOOL_DESCRIPTIONS", "create_server", "serve_http", "serve_stdio"]
+
+log = logging.getLogger("imagegate")
+
+TOOL_DESCRIPTIONS = {
+    "generate_image": (
+        "Generate images from a prompt. Limits are checked before anything is spent; every image is "
+        "saved to disk and returned as a preview with its path."
+    ),
+    "edit_image": "Edit or combine images with a prompt and optional mask; checks, saving and results as generate_image.",
+    "list_models": "Image models: capabilities, max n, providers (configured or not). Use it to choose a model.",
+    "get_supported_sizes": "Every size a model supports via a provider (pixels, ratio, tier, or its pixel rule) and the default.",
+}
+TITLES = {
+    "generate_image": "Generate image",
+    "edit_image": "Edit image",
+    "list_models": "List image models",
+    "get_supported_sizes": "Supported sizes",
+}
+INSTRUCTIONS = (
+    "imagegate generates and edits images through many models. Pick a model with list_models "
+    "(or use one named in the model enum), check its sizes with get_supported_sizes, then call "
+    "generate_image or edit_image; size takes pixels like 1024x1024 or a ratio like 16:9 (with "
+    "resolution 1K/2K/4K where the model has tiers). Images are saved to disk; results give their paths."
+)
+
+
+def output_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """A pydantic model's JSON schema made client-safe and small: `$defs` inlined, no `title`s
+    or defaults, and an optional field as its plain type (a nullable `anyOf` breaks some
+    connectors, research §2). Answers omit None values, so "required" is never violated."""
+    schema = model.model_json_schema()
+    defs = schema.pop("$defs", {})
+
+    def inline(node: Any) -> Any:
+        if "$ref" in node:
+            return inline(defs[node["$ref"].rsplit("/", 1)[-1]])
+        if "anyOf" in node:
+            return inline(next(v for v in node["anyOf"] if v.get("type") != "null"))
+        out = {k: v for k, v in node.items() if k in ("type", "required")}
+        if "items" in node:
+            out["items"] = inline(node["items"])
+        if "properties" in node:
+            out["properties"] = {name: inline(prop) for name, prop in node["properties"].items()}
+            nullable = {name for name, prop in node["properties"].items() if "anyOf" in prop}
+            out["required"] = [r for r in node.get("required", []) if r not in nullable]
+        return out
+
+    return inline(schema)
+
+
+def _tools(service: Service) -> list[types.Tool]:
+    image = types.ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=True)
+    listing = types.ToolAnnotations(read_only_hint=True, open_world_hint=False)
+    outputs = {"list_models": output_schema(ModelsAnswer), "get_supported_sizes": output_schema(SizesAnswer)}
+    return [
+        types.Tool(
+            name=name,
+            title=TITLES[name],
+            description=TOOL_DESCRIPTIONS[name],
+            input_schema=service.schemas[name],
+            output_schema=outputs.get(name),
+            annotations=listing if name in outputs else image,
+        )
+        for name in TOOL_DESCRIPTIONS
+    ]
+
+
+def _text(text: str, is_error: bool = False) -> types.CallToolResult:
+    return types.CallToolResult(content=[types.TextContent(type="text", text=text)], is_error=is_error)
+
+
+def _answer(answer: ModelsAnswer | SizesAnswer) -> types.CallToolResult:
+    return types.CallToolResult(
+        content=[types.TextContent(type="text", text=answer.text())],
+        structured_content=answer.model_dump(mode="json", exclude_none=True),
+    )
+
+
+async def _dispatch(service: Service, name: str, arguments: dict[str, Any] | None) -> types.CallToolResult:
+    if name == "list_models":
+        return _answer(service.list_models(arguments))
+    if name == "get_supported_sizes":
+        return _answer(service.supported_sizes(arguments))
+    await service.run_image_tool(name, arguments)
+    raise AssertionError("run_image_tool returns a result or raises")  # pragma: no cover
+
+
+def create_server(service_factory: Callable[[], Service] = build_service) -> Server[Service]:
+    """The MCP server; the service is built once, in the lifespan, so a bad config fails at start."""
+
+    @asynccontextmanager
+    async def lifespan(_: Server[Service]) -> AsyncIterator[Service]:
+        yield service_factory()
+
+    async def list_tools(ctx: ServerRequestContext[Service], _: types.PaginatedRequestParams | None) -> types.ListToolsResult:
+        return types.ListToolsResult(tools=_tools(ctx.lifespan_context))
+
+    async def call_tool(ctx: ServerRequestContext[Service], params: types.CallToolRequestParams) -> types.CallToolResult:
+        if params.name not in TOOL_DESCRIPTIONS:
+            raise MCPError(types.INVALID_PARAMS, f"unknown tool {params.name!r}; tools: {', '.join(TOOL_DESCRIPTIONS)}")
+        try:
+            return await _dispatch(ctx.lifespan_context, params.name, params.arguments)
+        except ImagegateError as e:
+            log.info("%s refused: %s", params.name, e.kind)
+            return _text(e.agent_text(), is_error=True)
+        except Exception:
+            ref = uuid.uuid4().hex[:8]
+            log.exception("internal error in %s (ref %s)", params.name, ref)
+            return _text(f"internal error (ref {ref}); the server log on stderr has details", is_error=True)
+
+    return Server(
+        "imagegate",
+        version=__version__,
+        title="imagegate",
+        instructions=INSTRUCTIONS,
+        lifespan=lifespan,
+        on_list_tools=list_tools,
+        on_call_tool=call_tool,
+    )
+
+
+async def serve_stdio(service: Service) -> None:
+    """Serve MCP over stdin/stdout until the client closes the stream."""
+    from mcp.server.stdio import stdio_server
+
+    server = create_server(lambda: service)
+    async with stdio_server() as (read_stream, write_stream):
+        await server.run(read_stream, write_stream, server.create_initialization_options())
+
+
+def serve_http(service: Service, host: str, port: int) -> None:
+    """Serve MCP over stateless Streamable HTTP at /mcp (loopback by default: DNS-rebinding guard on)."""
+    import uvicorn
+
+    server = create_server(lambda: service)
+    app = server.streamable_http_app(stateless_http=True, host=host)
+    uvicorn.run(app, host=host, port=port, log_level="warning")

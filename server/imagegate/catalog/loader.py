@@ -1,0 +1,178 @@
+"""Loading the catalog: the data files shipped in the package plus a user's additions,
+validated as a whole (schema, cross-references, aliases, defaults) into one frozen
+`Catalog`. A malformed entry fails here, at start-up, naming file, entry and field.
+"""
+
+from __future__ import annotations
+
+import difflib
+import tomllib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from types import MappingProxyType
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from ..errors import ConfigError, InvalidRequest
+from .routes import Route, merge_route
+from .sizes import resolve_size
+from .spec import KnobDef, ModelSpec, Offering, ProviderSpec, SizeRule
+
+__all__ = ["Catalog", "CatalogAdditions", "load_catalog", "shipped_provider_ids", "validation_message"]
+
+T = TypeVar("T", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class CatalogAdditions:
+    """What a user's config file adds: new models, new providers, offerings for known providers."""
+
+    source: str
+    models: Mapping[str, ModelSpec] = field(default_factory=dict)
+    providers: Mapping[str, ProviderSpec] = field(default_factory=dict)
+    offerings: Mapping[str, list[Offering]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """Every model, provider and route imagegate knows, whether configured or not."""
+
+    knobs: Mapping[str, KnobDef]
+    models: Mapping[str, ModelSpec]
+    providers: Mapping[str, ProviderSpec]
+    routes: tuple[Route, ...]
+    names: Mapping[str, str]
+    """Lower-cased id or alias -> canonical model id."""
+
+    def resolve_model(self, name: str) -> str | None:
+        """The canonical id for an id or alias (case-insensitive), or None."""
+        return self.names.get(name.strip().lower())
+
+    def closest_models(self, name: str, limit: int = 3) -> list[str]:
+        """Canonical ids whose id or alias is nearest to `name`, for "did you mean"."""
+        hits = difflib.get_close_matches(name.lower(), list(self.names), n=limit * 3, cutoff=0.5)
+        return list(dict.fromkeys(self.names[h] for h in hits))[:limit]
+
+    def routes_for(self, model_id: str) -> list[Route]:
+        """Every route serving a model, natives first (the data's priority order)."""
+        return [r for r in self.routes if r.model == model_id]
+
+
+def validation_message(source: str, entry: str, error: ValidationError) -> str:
+    """Turn a pydantic error into 'file: entry: field: problem' lines."""
+    lines = []
+    for e in error.errors():
+        where = ".".join(str(p) for p in e["loc"]) or "(entry)"
+        lines.append(f"{source}: {entry}: {where}: {e['msg']}")
+    return "\n".join(lines)
+
+
+def _parse(kind: type[T], data: Any, source: str, entry: str) -> T:
+    try:
+        return kind.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(validation_message(source, entry, e)) from None
+
+
+def _read_toml(name: str) -> dict[str, Any]:
+    data = resources.files("imagegate.catalog").joinpath("data", name)
+    try:
+        return tomllib.loads(data.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"catalog/data/{name}: not valid TOML: {e}") from None
+
+
+def _provider_files() -> list[Any]:
+    folder = resources.files("imagegate.catalog").joinpath("data", "providers")
+    return sorted((p for p in folder.iterdir() if p.name.endswith(".toml")), key=lambda p: p.name)
+
+
+def shipped_provider_ids() -> set[str]:
+    """Ids of the providers the package ships, without parsing them."""
+    return {p.name.removesuffix(".toml") for p in _provider_files()}
+
+
+def _shipped() -> tuple[dict[str, KnobDef], dict[str, ModelSpec], dict[str, ProviderSpec]]:
+    raw = _read_toml("models.toml")
+    src = "catalog/data/models.toml"
+    knobs = {k: _parse(KnobDef, v, src, f"knobs.{k}") for k, v in raw.get("knobs", {}).items()}
+    models = {k: _parse(ModelSpec, v, src, f"models.{k}") for k, v in raw.get("models", {}).items()}
+    providers: dict[str, ProviderSpec] = {}
+    for item in _provider_files():
+        pid = item.name.removesuffix(".toml")
+        providers[pid] = _parse(ProviderSpec, _read_toml(f"providers/{item.name}"), f"catalog/data/providers/{item.name}", pid)
+    return knobs, models, providers
+
+
+def _names(models: Mapping[str, ModelSpec]) -> dict[str, str]:
+    names: dict[str, str] = {mid.lower(): mid for mid in models}
+    for mid, spec in models.items():
+        for alias in spec.aliases:
+            owner = names.setdefault(alias.lower(), mid)
+            if owner != mid:
+                raise ConfigError(f"catalog: models.{mid}: aliases: {alias!r} already names {owner}")
+    return names
+
+
+def _check_rule(rule: SizeRule | None, entry: str) -> None:
+    if rule is None or rule.default is None:
+        return
+    try:
+        resolve_size(rule, rule.default, rule.default_tier, entry)
+    except InvalidRequest as e:
+        raise ConfigError(f"catalog: {entry}: sizes.default: {e.message}") from None
+
+
+def _check_knobs(knobs: Iterable[str], defined: Mapping[str, KnobDef], entry: str) -> None:
+    for name in knobs:
+        if name not in defined:
+            raise ConfigError(f"catalog: {entry}: knobs.{name}: unknown knob; defined: {', '.join(defined)}")
+
+
+def _build_routes(
+    models: Mapping[str, ModelSpec], providers: Mapping[str, ProviderSpec], names: Mapping[str, str], knobs: Mapping[str, KnobDef]
+) -> tuple[Route, ...]:
+    routes: list[Route] = []
+    for pid, provider in sorted(providers.items(), key=lambda kv: (kv[1].priority, kv[0])):
+        for i, offering in enumerate(provider.offerings):
+            entry = f"providers.{pid}.offerings[{i}] ({offering.model})"
+            model_id = names.get(offering.model.lower())
+            if model_id is None:
+                raise ConfigError(f"catalog: {entry}: model: unknown model {offering.model!r}")
+            _check_knobs(offering.knobs, knobs, entry)
+            route = merge_route(model_id, models[model_id], pid, provider, offering)
+            _check_rule(route.sizes, entry)
+            _check_rule(route.sizes_with_references, entry)
+            routes.append(route)
+    return tuple(routes)
+
+
+def _apply(additions: CatalogAdditions, models: dict[str, ModelSpec], providers: dict[str, ProviderSpec]) -> None:
+    models.update(additions.models)
+    providers.update(additions.providers)
+    for pid, extra in additions.offerings.items():
+        if pid not in providers:
+            raise ConfigError(f"{additions.source}: providers.{pid}: unknown provider; known: {', '.join(providers)}")
+        kept = [o for o in providers[pid].offerings if o.model not in {e.model for e in extra}]
+        providers[pid] = providers[pid].model_copy(update={"offerings": kept + list(extra)})
+
+
+def load_catalog(additions: CatalogAdditions | None = None) -> Catalog:
+    """Load, merge and cross-check the shipped catalog and a user's additions."""
+    knobs, models, providers = _shipped()
+    if additions is not None:
+        _apply(additions, models, providers)
+    names = _names(models)
+    for mid, spec in models.items():
+        _check_knobs(spec.knobs, knobs, f"models.{mid}")
+        _check_rule(spec.sizes, f"models.{mid}")
+    routes = _build_routes(models, providers, names, knobs)
+    return Catalog(
+        knobs=MappingProxyType(knobs),
+        models=MappingProxyType(models),
+        providers=MappingProxyType(providers),
+        routes=routes,
+        names=MappingProxyType(names),
+    )

@@ -1,0 +1,89 @@
+"""A route is one model served by one provider: the model's native limits with the
+offering's differences applied. Everything downstream (validation, schemas, listings,
+adapters) reads a Route, so the merge rule lives here and only here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from .spec import Capability, InputLimits, KnobRule, ModelSpec, Offering, ProviderSpec, SizeRule, WireOptions
+
+__all__ = ["Route", "merge_route"]
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """The effective limits of `model` via `provider`."""
+
+    model: str
+    provider: str
+    protocol: str
+    upstream: str
+    label: str
+    family: str
+    capabilities: frozenset[Capability]
+    sizes: SizeRule
+    sizes_with_references: SizeRule | None
+    max_n: int
+    per_call: int
+    output_formats: tuple[str, ...]
+    knobs: Mapping[str, KnobRule]
+    inputs: InputLimits
+    prompt_max_length: int | None
+    wire: WireOptions
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def where(self) -> str:
+        """How messages name this route: "gpt-image-1 via openai"."""
+        return f"{self.model} via {self.provider}"
+
+    def knobs_for(self, tool: str) -> dict[str, KnobRule]:
+        """The knobs this route accepts in `tool` ("generate" or "edit")."""
+        return {k: r for k, r in self.knobs.items() if r.tools is None or tool in r.tools}
+
+    def can(self, capability: Capability) -> bool:
+        return capability in self.capabilities
+
+
+def _merge_inputs(base: InputLimits, over: InputLimits) -> InputLimits:
+    changes = {k: v for k, v in over.model_dump(exclude_unset=True).items() if v is not None}
+    return base.model_copy(update=changes)
+
+
+def _merge_knobs(model: ModelSpec, offering: Offering) -> dict[str, KnobRule]:
+    knobs: dict[str, KnobRule] = dict(model.knobs)
+    for name, rule in offering.knobs.items():
+        if rule is False:
+            knobs.pop(name, None)
+        else:
+            knobs[name] = rule
+    return knobs
+
+
+def merge_route(model_id: str, model: ModelSpec, provider_id: str, provider: ProviderSpec, offering: Offering) -> Route:
+    """Apply one offering's differences to its model's native limits."""
+    notes = tuple(n for n in (model.notes, offering.notes) if n)
+    return Route(
+        model=model_id,
+        provider=provider_id,
+        protocol=provider.protocol,
+        upstream=offering.upstream,
+        label=model.label,
+        family=model.family,
+        capabilities=frozenset(offering.capabilities or model.capabilities),
+        sizes=offering.sizes or model.sizes,
+        sizes_with_references=offering.sizes_with_references or model.sizes_with_references,
+        max_n=offering.max_n or model.max_n,
+        per_call=offering.per_call or model.per_call,
+        output_formats=tuple(offering.output_formats or model.output_formats),
+        knobs=MappingProxyType(_merge_knobs(model, offering)),
+        inputs=_merge_inputs(model.inputs, offering.inputs),
+        prompt_max_length=offering.prompt_max_length or model.prompt_max_length,
+        wire=offering.wire,
+        notes=notes,
+    )
+

@@ -1,0 +1,94 @@
+"""The `imagegate` command: serve MCP (stdio by default, or Streamable HTTP), and the
+human subcommands that print the service's answers as tables. Parses arguments and
+renders; all the work is the service's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+
+from . import __version__
+from .errors import ConfigError, ImagegateError
+from .listing import ModelsAnswer, SizesAnswer
+from .service import Service, build_service
+
+__all__ = ["main"]
+
+EXIT_OK, EXIT_REFUSED, EXIT_CONFIG = 0, 1, 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="imagegate", description="Image generation MCP server and CLI.")
+    parser.add_argument("--version", action="version", version=f"imagegate {__version__}")
+    sub = parser.add_subparsers(dest="command")
+    serve = sub.add_parser("serve", help="serve MCP (default: stdio)")
+    serve.add_argument("--transport", choices=["stdio", "http"], default="stdio")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    models = sub.add_parser("models", help="list models and who serves them")
+    models.add_argument("--provider")
+    models.add_argument("--capability", choices=["generate", "edit", "multi_reference", "mask"])
+    models.add_argument("--json", action="store_true", help="print JSON for scripts")
+    sizes = sub.add_parser("sizes", help="list the sizes a model supports")
+    sizes.add_argument("model")
+    sizes.add_argument("--provider")
+    sizes.add_argument("--resolution")
+    sizes.add_argument("--json", action="store_true", help="print JSON for scripts")
+    return parser
+
+
+def _print(answer: ModelsAnswer | SizesAnswer, as_json: bool) -> None:
+    print(answer.model_dump_json(indent=2) if as_json else answer.text())
+
+
+def _models_table(answer: ModelsAnswer) -> str:
+    rows = [("MODEL", "CAPABILITIES", "MAX N", "FORMATS", "PROVIDERS (* configured)")]
+    for m in answer.models:
+        via = ", ".join(p.id + ("*" if p.configured else "") for p in m.providers)
+        rows.append((m.id, ",".join(m.capabilities), str(m.max_n), "/".join(m.formats), via))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r[:4], widths, strict=True)) + "  " + r[4] for r in rows]
+    return "\n".join(lines + ([answer.hint] if answer.hint else []))
+
+
+def _run(service: Service, args: argparse.Namespace) -> int:
+    if args.command == "models":
+        answer = service.list_models({"provider": args.provider, "capability": args.capability})
+        print(answer.model_dump_json(indent=2) if args.json else _models_table(answer))
+    elif args.command == "sizes":
+        _print(service.supported_sizes({"model": args.model, "provider": args.provider, "resolution": args.resolution}), args.json)
+    return EXIT_OK
+
+
+def _serve(service: Service, args: argparse.Namespace) -> int:
+    import anyio
+
+    from .app import serve_http, serve_stdio
+
+    if getattr(args, "transport", "stdio") == "http":
+        serve_http(service, args.host, args.port)
+    else:
+        anyio.run(serve_stdio, service)
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `imagegate` console script."""
+    logging.basicConfig(stream=sys.stderr, level=logging.WARNING, format="imagegate %(levelname)s %(message)s")
+    args = _parser().parse_args(argv)
+    try:
+        service = build_service()
+    except ConfigError as e:
+        print(f"imagegate: configuration error:\n{e.message}", file=sys.stderr)
+        return EXIT_CONFIG
+    if args.command in (None, "serve"):
+        return _serve(service, args)
+    try:
+        return _run(service, args)
+    except ImagegateError as e:
+        print(f"imagegate: {e.agent_text()}", file=sys.stderr)
+        return EXIT_REFUSED

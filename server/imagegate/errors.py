@@ -1,0 +1,153 @@
+"""The one exception tree of imagegate.
+
+Every failure an agent can act on is an `ImagegateError`; the MCP layer turns it into an
+`isError` result carrying `agent_text()`. Anything else is a bug and is reported as an
+internal error with a reference, never with its own text (which may hold URLs or keys).
+
+    ImagegateError
+     ├── ConfigError          a catalog or config file is malformed (start-up)
+     ├── InvalidRequest       an argument breaks the route's rules (before any upstream call)
+     ├── NotConfigured        the model exists but no provider serving it has a key
+     ├── AuthFailed           the upstream refused the key
+     ├── InsufficientBalance  the account is out of credit
+     ├── RateLimited          still rate limited after retries
+     ├── ContentRefused       the upstream's content policy blocked the prompt or result
+     ├── UpstreamError        the upstream failed or answered something we cannot use
+     │    └── NoImagesReturned  it answered, but without a single image
+     ├── UpstreamTimeout      the upstream did not answer within the timeout
+     ├── StorageError         an image could not be written
+     └── NotImplementedYet    a tool whose pipeline is not built yet (validated calls only)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+__all__ = [
+    "AuthFailed",
+    "ConfigError",
+    "ContentRefused",
+    "ImagegateError",
+    "InsufficientBalance",
+    "InvalidRequest",
+    "NoImagesReturned",
+    "NotConfigured",
+    "NotImplementedYet",
+    "RateLimited",
+    "StorageError",
+    "UpstreamError",
+    "UpstreamTimeout",
+]
+
+
+class ImagegateError(Exception):
+    """Base of every error an agent or a person can act on."""
+
+    kind = "error"
+    retryable = False
+
+    def __init__(self, message: str, *, provider: str | None = None, upstream_message: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.provider = provider
+        self.upstream_message = upstream_message
+
+    def agent_text(self) -> str:
+        """The text shown to the agent: what happened and, where known, what to do."""
+        text = self.message
+        if self.upstream_message and self.upstream_message not in text:
+            text += f" (upstream said: {self.upstream_message})"
+        return text
+
+
+class ConfigError(ImagegateError):
+    """Raised at start-up when a catalog or config file is malformed; names file, entry and field."""
+
+    kind = "config_error"
+
+
+class InvalidRequest(ImagegateError):
+    """Raised when an argument breaks the rules of the route that would serve it."""
+
+    kind = "invalid_argument"
+
+    def __init__(self, argument: str, value: object, allowed: str | Sequence[str] | None, message: str):
+        super().__init__(message)
+        self.argument = argument
+        self.value = value
+        self.allowed = allowed if isinstance(allowed, str) or allowed is None else list(allowed)
+
+
+class NotConfigured(ImagegateError):
+    """Raised when a model is known but no provider serving it has credentials."""
+
+    kind = "not_configured"
+
+    def __init__(self, message: str, *, env_vars: Sequence[str]):
+        super().__init__(message)
+        self.env_vars = list(env_vars)
+
+
+class AuthFailed(ImagegateError):
+    """Raised when the upstream rejects the API key (401/403)."""
+
+    kind = "auth_failed"
+
+
+class InsufficientBalance(ImagegateError):
+    """Raised when the upstream account has no credit left (402 and equivalents)."""
+
+    kind = "insufficient_balance"
+
+
+class RateLimited(ImagegateError):
+    """Raised when the upstream still rate-limits after every retry."""
+
+    kind = "rate_limited"
+    retryable = True
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kw: str | None):
+        super().__init__(message, **kw)
+        self.retry_after = retry_after
+
+
+class ContentRefused(ImagegateError):
+    """Raised when the upstream's content policy blocked the prompt, an input or the output."""
+
+    kind = "content_refused"
+
+
+class UpstreamError(ImagegateError):
+    """Raised when the upstream failed or answered in a shape we cannot use."""
+
+    kind = "upstream_error"
+
+    def __init__(self, message: str, *, status: int | None = None, retryable: bool = False, **kw: str | None):
+        super().__init__(message, **kw)
+        self.status = status
+        self.retryable = retryable
+
+
+class NoImagesReturned(UpstreamError):
+    """Raised when the upstream answered successfully but returned no image at all."""
+
+    kind = "no_images"
+
+
+class UpstreamTimeout(ImagegateError):
+    """Raised when the upstream did not answer within the configured timeout."""
+
+    kind = "timeout"
+    retryable = True
+
+
+class StorageError(ImagegateError):
+    """Raised when an image could not be written to the output directory."""
+
+    kind = "storage_error"
+
+
+class NotImplementedYet(ImagegateError):
+    """Raised for a valid call to a capability whose pipeline is not built yet."""
+
+    kind = "not_implemented"

@@ -1,0 +1,108 @@
+"""The service every front end calls: validate -> route -> (plan -> call -> store).
+
+Plain Python with no MCP in it; the MCP app, the CLI and the tests all use it. Built once
+at start-up from the environment; everything it holds is immutable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .catalog import Catalog, load_catalog
+from .catalog.schema import Schema, conditional_chain, flat_schema
+from .catalog.spec import CAPABILITIES
+from .errors import NotImplementedYet
+from .listing import ModelsAnswer, SizesAnswer, list_models, supported_sizes
+from .router import Router
+from .settings import Settings, load_settings
+from .validation import ImageRequest, Validator, check_object
+
+__all__ = ["Service", "build_service"]
+
+IMAGE_TOOLS = {"generate_image": "generate", "edit_image": "edit"}
+
+
+@dataclass(frozen=True)
+class Service:
+    settings: Settings
+    catalog: Catalog
+    router: Router
+    schemas: Mapping[str, Schema]
+    validator: Validator
+
+    def validate(self, tool_name: str, arguments: Mapping[str, Any] | None) -> ImageRequest:
+        """Check a generate_image / edit_image call completely; raise InvalidRequest or NotConfigured."""
+        return self.validator.validate(IMAGE_TOOLS[tool_name], arguments)
+
+    async def run_image_tool(self, tool_name: str, arguments: Mapping[str, Any] | None) -> ImageRequest:
+        """Validate, then run the call. The generation pipeline is not built yet."""
+        request = self.validate(tool_name, arguments)
+        raise NotImplementedYet(
+            f"{tool_name} is valid for {request.route.where} (size {request.size.label()}, n={request.n}), "
+            "but image generation is not implemented in this version yet"
+        )
+
+    def list_models(self, arguments: Mapping[str, Any] | None = None) -> ModelsAnswer:
+        args = _present(arguments)
+        check_object(self.schemas["list_models"], args, "list_models")
+        return list_models(self.router, args.get("provider"), args.get("capability"))
+
+    def supported_sizes(self, arguments: Mapping[str, Any] | None) -> SizesAnswer:
+        args = _present(arguments)
+        check_object(self.schemas["get_supported_sizes"], args, "get_supported_sizes")
+        return supported_sizes(self.router, args["model"], args.get("provider"), args.get("resolution"))
+
+
+def _present(arguments: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Clients send null for an omitted optional argument; treat it as absent."""
+    return {k: v for k, v in (arguments or {}).items() if v is not None}
+
+
+def _listing_schemas(router: Router) -> dict[str, Schema]:
+    providers = list(router.provider_order)
+    models = sorted(router.enabled)
+    return {
+        "list_models": {
+            "type": "object",
+            "properties": {
+                "provider": {"type": "string", "enum": providers, "description": "Only this provider's models."},
+                "capability": {"type": "string", "enum": list(CAPABILITIES), "description": "Only models with this capability."},
+            },
+            "additionalProperties": False,
+        },
+        "get_supported_sizes": {
+            "type": "object",
+            "properties": {
+                "model": {"type": "string", "description": f"Model id or alias, e.g. {', '.join(models[:3])}."},
+                "provider": {"type": "string", "enum": providers, "description": "Provider; default: the one a call would use."},
+                "resolution": {"type": "string", "description": "Only sizes of this tier (1K, 2K, 4K…)."},
+            },
+            "required": ["model"],
+            "additionalProperties": False,
+        },
+    }
+
+
+def _image_schemas(router: Router, catalog: Catalog, conditionals: bool) -> dict[str, Schema]:
+    schemas: dict[str, Schema] = {}
+    for tool_name, tool in IMAGE_TOOLS.items():
+        # With no provider configured, advertise every model: a call then says which key to set.
+        routes = router.default_routes(tool) or router.default_routes(tool, configured_only=False)
+        providers = router.configured_providers() or list(router.provider_order)
+        schema = flat_schema(tool, routes, catalog.knobs, providers)
+        if conditionals:
+            schema |= conditional_chain(tool, routes, catalog.knobs)
+        schemas[tool_name] = schema
+    return schemas
+
+
+def build_service(env: Mapping[str, str] | None = None) -> Service:
+    """Read settings and catalog, and wire the service. Raises ConfigError on bad input files."""
+    settings = load_settings(env)
+    catalog = load_catalog(settings.additions)
+    router = Router(catalog, settings)
+    schemas = _image_schemas(router, catalog, settings.schema_conditionals) | _listing_schemas(router)
+    validator = Validator(router, catalog.knobs, schemas)
+    return Service(settings=settings, catalog=catalog, router=router, schemas=schemas, validator=validator)

@@ -1,0 +1,263 @@
+"""Settings: the environment and the optional TOML config file, read once at start-up.
+
+This is the only module that reads environment variables. Environment wins over the file;
+a value that is empty or still reads `${user_config.…}` (an MCPB bundle's unset option)
+counts as unset. Keys are held as SecretStr and never printed.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
+
+from .catalog import Catalog, CatalogAdditions, ModelSpec, Offering, ProviderSpec
+from .catalog.loader import shipped_provider_ids, validation_message
+from .errors import ConfigError
+
+__all__ = [
+    "DEFAULT_MAX_RETRIES",
+    "DEFAULT_PREVIEW_MAX_BYTES",
+    "DEFAULT_PREVIEW_MAX_EDGE",
+    "DEFAULT_TIMEOUT",
+    "Credentials",
+    "Settings",
+    "is_unset",
+    "load_settings",
+]
+
+DEFAULT_TIMEOUT = 300.0
+DEFAULT_MAX_RETRIES = 3
+DEFAULT_PREVIEW_MAX_EDGE = 768
+DEFAULT_PREVIEW_MAX_BYTES = 64 * 1024
+CONFIG_ENV = "IMAGEGATE_CONFIG"
+N = TypeVar("N", int, float)
+TRUE = {"1", "true", "yes", "on"}
+FALSE = {"0", "false", "no", "off"}
+
+
+def is_unset(value: str | None) -> bool:
+    """Empty, missing, or an MCPB placeholder the user never filled in."""
+    return value is None or not value.strip() or value.strip().startswith("${user_config.")
+
+
+class _File(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PreviewConfig(_File):
+    max_edge: int | None = None
+    max_bytes: int | None = None
+
+
+class UserProvider(_File):
+    """A provider in the config file: a new OpenAI-compatible endpoint, or additions to a known one."""
+
+    label: str | None = None
+    kind: Literal["gateway", "local"] = "gateway"
+    protocol: str = "openai_images"
+    base_url: str | None = None
+    key_env: str | None = None
+    api_key: SecretStr | None = None
+    auth: Literal["bearer", "raw", "x-key", "x-goog-api-key", "none"] = "bearer"
+    envelope: Literal["code_msg_data"] | None = None
+    priority: int | None = None
+    offerings: list[Offering] = []
+
+
+class ConfigFile(_File):
+    """The whole config file; unknown keys are errors so that typos do not pass silently."""
+
+    output_dir: str | None = None
+    timeout: float | None = None
+    max_retries: int | None = None
+    default_model: str | None = None
+    enabled_models: list[str] = []
+    priority: list[str] = []
+    resource_links: bool | None = None
+    structured_output: bool | None = None
+    schema_conditionals: bool | None = None
+    preview: PreviewConfig = PreviewConfig()
+    models: dict[str, ModelSpec] = {}
+    providers: dict[str, UserProvider] = {}
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """Where a provider is reached and with which key (None: not configured)."""
+
+    base_url: str
+    key: SecretStr | None
+    key_env: str | None
+
+    @property
+    def configured(self) -> bool:
+        return self.key is not None
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything tunable, resolved from environment, config file and defaults."""
+
+    output_dir: Path
+    timeout: float = DEFAULT_TIMEOUT
+    max_retries: int = DEFAULT_MAX_RETRIES
+    preview_max_edge: int = DEFAULT_PREVIEW_MAX_EDGE
+    preview_max_bytes: int = DEFAULT_PREVIEW_MAX_BYTES
+    resource_links: bool = True
+    structured_output: bool = False
+    schema_conditionals: bool = False
+    enabled_models: tuple[str, ...] = ()
+    priority: tuple[str, ...] = ()
+    default_model: str | None = None
+    config_path: Path | None = None
+    additions: CatalogAdditions = field(default_factory=lambda: CatalogAdditions(source="(none)"))
+    env: Mapping[str, str] = field(default_factory=dict, repr=False)
+    file_providers: Mapping[str, UserProvider] = field(default_factory=dict, repr=False)
+
+    def credentials(self, catalog: Catalog) -> dict[str, Credentials]:
+        """Base URL and key for every provider in the catalog; environment wins over the file."""
+        return {pid: self._credentials(pid, spec) for pid, spec in catalog.providers.items()}
+
+    def _credentials(self, pid: str, spec: ProviderSpec) -> Credentials:
+        from_file = self.file_providers.get(pid)
+        env_names = [n for n in (spec.key_env, *spec.key_env_aliases) if n]
+        key = next((self.env[n] for n in env_names if not is_unset(self.env.get(n))), None)
+        if key is None and from_file is not None and from_file.api_key is not None:
+            key = from_file.api_key.get_secret_value()
+        if spec.auth == "none":
+            key = key or "unused"
+        base = self.env.get(spec.base_url_env or "") if spec.base_url_env else None
+        if is_unset(base):
+            base = (from_file.base_url if from_file else None) or spec.default_base_url
+        assert base is not None
+        return Credentials(base_url=base.rstrip("/"), key=SecretStr(key) if key else None, key_env=spec.key_env)
+
+
+def _env(env: Mapping[str, str], name: str) -> str | None:
+    value = env.get(name)
+    return None if is_unset(value) else value.strip()  # type: ignore[union-attr]
+
+
+def _env_bool(env: Mapping[str, str], name: str) -> bool | None:
+    value = _env(env, name)
+    if value is None:
+        return None
+    if value.lower() in TRUE | FALSE:
+        return value.lower() in TRUE
+    raise ConfigError(f"{name}={value!r} is not a boolean; use true or false")
+
+
+def _env_number(env: Mapping[str, str], name: str, kind: type[N], minimum: N) -> N | None:
+    value = _env(env, name)
+    if value is None:
+        return None
+    try:
+        number = kind(value)
+    except ValueError:
+        raise ConfigError(f"{name}={value!r} is not a {kind.__name__}") from None
+    if number < minimum:
+        raise ConfigError(f"{name}={value!r} must be at least {minimum}")
+    return number
+
+
+def _config_path(env: Mapping[str, str]) -> Path | None:
+    explicit = _env(env, CONFIG_ENV)
+    if explicit:
+        path = Path(explicit).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"{CONFIG_ENV}={explicit}: no such file")
+        return path
+    import platformdirs
+
+    default = Path(platformdirs.user_config_dir("imagegate")) / "config.toml"
+    return default if default.is_file() else None
+
+
+def _read_config(path: Path | None) -> ConfigFile:
+    if path is None:
+        return ConfigFile()
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
+        raise ConfigError(f"{path}: cannot read config: {e}") from None
+    try:
+        return ConfigFile.model_validate(raw)
+    except ValidationError as e:
+        raise ConfigError(validation_message(str(path), "config", e)) from None
+
+
+def _additions(path: Path | None, config: ConfigFile, known: set[str]) -> CatalogAdditions:
+    """New providers become ProviderSpecs; entries naming a known provider only add offerings."""
+    source = str(path) if path else "(config)"
+    providers: dict[str, ProviderSpec] = {}
+    offerings: dict[str, list[Offering]] = {}
+    for pid, user in config.providers.items():
+        if pid in known:
+            offerings[pid] = list(user.offerings)
+            continue
+        if user.base_url is None:
+            raise ConfigError(f"{source}: providers.{pid}: base_url: a new provider needs base_url")
+        providers[pid] = ProviderSpec(
+            label=user.label or pid,
+            kind=user.kind,
+            protocol=user.protocol,
+            key_env=user.key_env,
+            default_base_url=user.base_url,
+            auth=user.auth,
+            envelope=user.envelope,
+            priority=user.priority if user.priority is not None else 60,
+            offerings=list(user.offerings),
+        )
+    return CatalogAdditions(source=source, models=dict(config.models), providers=providers, offerings=offerings)
+
+
+def _output_dir(env: Mapping[str, str], config: ConfigFile) -> Path:
+    chosen = _env(env, "IMAGEGATE_OUTPUT_DIR") or config.output_dir
+    if chosen:
+        return Path(chosen).expanduser().resolve()
+    import platformdirs
+
+    pictures = Path(platformdirs.user_pictures_dir())
+    base = pictures if pictures.is_dir() else Path(platformdirs.user_data_dir("imagegate"))
+    return base / "imagegate"
+
+
+def _models_list(env: Mapping[str, str], config: ConfigFile) -> tuple[str, ...]:
+    raw = _env(env, "IMAGEGATE_MODELS")
+    names = [m.strip() for m in raw.split(",")] if raw else config.enabled_models
+    return tuple(m for m in names if m)
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Read the environment (default: os.environ) and the config file it points at."""
+    env = dict(os.environ if env is None else env)
+    path = _config_path(env)
+    config = _read_config(path)
+    pick = lambda a, b, default: a if a is not None else (b if b is not None else default)  # noqa: E731
+    return Settings(
+        output_dir=_output_dir(env, config),
+        timeout=pick(_env_number(env, "IMAGEGATE_TIMEOUT", float, 1.0), config.timeout, DEFAULT_TIMEOUT),
+        max_retries=pick(_env_number(env, "IMAGEGATE_MAX_RETRIES", int, 0), config.max_retries, DEFAULT_MAX_RETRIES),
+        preview_max_edge=pick(
+            _env_number(env, "IMAGEGATE_PREVIEW_MAX_EDGE", int, 64), config.preview.max_edge, DEFAULT_PREVIEW_MAX_EDGE
+        ),
+        preview_max_bytes=pick(
+            _env_number(env, "IMAGEGATE_PREVIEW_MAX_BYTES", int, 4096), config.preview.max_bytes, DEFAULT_PREVIEW_MAX_BYTES
+        ),
+        resource_links=pick(_env_bool(env, "IMAGEGATE_RESOURCE_LINKS"), config.resource_links, True),
+        structured_output=pick(_env_bool(env, "IMAGEGATE_STRUCTURED_OUTPUT"), config.structured_output, False),
+        schema_conditionals=pick(_env_bool(env, "IMAGEGATE_SCHEMA_CONDITIONALS"), config.schema_conditionals, False),
+        enabled_models=_models_list(env, config),
+        priority=tuple(config.priority),
+        default_model=config.default_model,
+        config_path=path,
+        additions=_additions(path, config, shipped_provider_ids()),
+        env=env,
+        file_providers=dict(config.providers),
+    )

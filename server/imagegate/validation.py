@@ -1,0 +1,208 @@
+"""Validation of tool arguments, before anything is sent anywhere.
+
+Two passes read the schemas derived from the catalog, so what is advertised and what is
+enforced cannot drift: the flat tool schema (names, types, global bounds), then the exact
+schema of the route that will serve the call, then what JSON Schema cannot say (size
+arithmetic, input-image forms). Every failure is an InvalidRequest naming the argument,
+the bad value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .catalog import ResolvedSize, Route, resolve_size
+from .catalog.schema import TOOL_ARGUMENTS, Schema, route_schema
+from .catalog.spec import KnobDef, KnobValue
+from .errors import InvalidRequest
+from .router import Router
+
+__all__ = ["ImageRequest", "Validator", "check_object", "input_form"]
+
+JSON_TYPES: dict[str, tuple[type, ...]] = {
+    "string": (str,),
+    "integer": (int,),
+    "number": (int, float),
+    "boolean": (bool,),
+    "array": (list,),
+    "object": (dict,),
+}
+TYPE_NAMES = {"string": "a string", "integer": "an integer", "number": "a number", "boolean": "true or false", "array": "a list", "object": "an object"}
+SHOWN_VALUE = 60
+
+
+@dataclass(frozen=True)
+class ImageRequest:
+    """A call that passed validation: everything later stages need, already resolved."""
+
+    tool: str
+    route: Route
+    prompt: str
+    n: int
+    size: ResolvedSize
+    knobs: Mapping[str, KnobValue]
+    extra: Mapping[str, Any] = field(default_factory=dict)
+    images: tuple[str, ...] = ()
+    mask: str | None = None
+
+
+def _show(value: object) -> str:
+    text = value if isinstance(value, str) else repr(value)
+    return text if len(text) <= SHOWN_VALUE else text[:SHOWN_VALUE] + f"… ({len(text)} chars)"
+
+
+def _type_ok(value: object, kind: str) -> bool:
+    if isinstance(value, bool) and kind in ("integer", "number"):
+        return False
+    if kind == "integer" and isinstance(value, float):
+        return value.is_integer()
+    return isinstance(value, JSON_TYPES[kind])
+
+
+def _check_number(name: str, value: float, prop: Schema, where: str) -> None:
+    lo, hi = prop.get("minimum"), prop.get("maximum")
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
+        span = f"{lo} to {hi}" if lo is not None and hi is not None else (f"at least {lo}" if lo is not None else f"at most {hi}")
+        raise InvalidRequest(name, value, span, f"{name} {_show(value)} is out of range for {where}; use {span}")
+
+
+def _check_string(name: str, value: str, prop: Schema, where: str) -> None:
+    if len(value) < prop.get("minLength", 0):
+        raise InvalidRequest(name, value, "a non-empty string", f"{name} is empty; give a non-empty string")
+    if "maxLength" in prop and len(value) > prop["maxLength"]:
+        limit = prop["maxLength"]
+        raise InvalidRequest(name, _show(value), f"at most {limit} characters", f"{name} is {len(value)} characters; {where} takes at most {limit}")
+    if "pattern" in prop and not re.match(prop["pattern"], value):
+        raise InvalidRequest(name, value, 'WxH pixels, a W:H ratio or "auto"', f'{name} "{_show(value)}" is neither "WxH" pixels, a "W:H" ratio nor "auto"')
+
+
+def _check_array(name: str, value: list[Any], prop: Schema, where: str) -> None:
+    lo, hi = prop.get("minItems", 0), prop.get("maxItems")
+    if len(value) < lo or (hi is not None and len(value) > hi):
+        span = f"{lo} to {hi}" if hi is not None else f"at least {lo}"
+        raise InvalidRequest(name, len(value), span, f"{name} has {len(value)} items; {where} takes {span}")
+    for i, item in enumerate(value):
+        check_value(f"{name}[{i}]", item, prop.get("items", {}), where)
+
+
+def check_value(name: str, value: object, prop: Schema | bool, where: str) -> None:
+    """Check one argument against one property schema; raise InvalidRequest on the first problem."""
+    if prop is False:
+        raise InvalidRequest(name, _show(value), None, f"{name} is not supported by {where}")
+    if not isinstance(prop, dict):
+        return
+    kind = prop.get("type")
+    if kind and not _type_ok(value, kind):
+        raise InvalidRequest(name, _show(value), TYPE_NAMES[kind], f"{name} must be {TYPE_NAMES[kind]}; got {_show(value)}")
+    if "enum" in prop and value not in prop["enum"]:
+        allowed = [str(v) for v in prop["enum"]]
+        raise InvalidRequest(name, value, allowed, f'{name} "{_show(value)}" is not offered by {where}; use one of {", ".join(allowed)}')
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        _check_number(name, value, prop, where)
+    elif isinstance(value, str):
+        _check_string(name, value, prop, where)
+    elif isinstance(value, list):
+        _check_array(name, value, prop, where)
+
+
+def check_object(schema: Schema, args: Mapping[str, Any], where: str) -> None:
+    """Check arguments against an object schema: unknown names, required ones, each value."""
+    props: Mapping[str, Any] = schema["properties"]
+    if schema.get("additionalProperties") is False:
+        for name in args:
+            if name not in props:
+                near = difflib.get_close_matches(name, list(props), n=1)
+                hint = f' (did you mean "{near[0]}"?)' if near else ""
+                raise InvalidRequest(name, _show(args[name]), list(props), f'unknown argument "{name}"{hint}; {where} takes {", ".join(props)}')
+    for name in schema.get("required", ()):
+        if name not in args:
+            raise InvalidRequest(name, None, "required", f"{name} is required")
+    for name, value in args.items():
+        if name in props:
+            check_value(name, value, props[name], where)
+
+
+def input_form(ref: str) -> str:
+    """How an input image was given: "url" (http/https), "base64" (data: URL) or "file" (a local path)."""
+    lowered = ref[:8].lower()
+    if lowered.startswith(("http://", "https://")):
+        return "url"
+    if lowered.startswith("data:"):
+        return "base64"
+    return "file"
+
+
+STRUCTURAL = {"type", "items", "minLength"}
+
+
+def _structure_only(schema: Schema) -> Schema:
+    props = {name: {k: v for k, v in prop.items() if k in STRUCTURAL} for name, prop in schema["properties"].items()}
+    return {**schema, "properties": props}
+
+
+class Validator:
+    """Turns raw tool arguments into an ImageRequest, or raises InvalidRequest / NotConfigured."""
+
+    def __init__(self, router: Router, knob_defs: Mapping[str, KnobDef], tool_schemas: Mapping[str, Schema]):
+        self.router = router
+        self.knob_defs = knob_defs
+        self.tool_schemas = tool_schemas
+        # The first pass checks only names, types and presence: values are judged against the
+        # route that serves the call, whose messages name it (and aliases are resolved there).
+        self.structure = {name: _structure_only(schema) for name, schema in tool_schemas.items()}
+
+    def validate(self, tool: str, raw: Mapping[str, Any] | None) -> ImageRequest:
+        """Check a generate/edit call fully and resolve its size; nothing is sent anywhere."""
+        args = {k: v for k, v in (raw or {}).items() if v is not None}
+        check_object(self.structure[f"{tool}_image"], args, f"{tool}_image")
+        route = self.router.choose(args["model"], args.get("provider"), tool)
+        images = tuple(args.get("images", ()))
+        exact = route_schema(route, tool, self.knob_defs, with_references=bool(images))
+        del exact["properties"]["size"]  # resolve_size reads the same rule and says more (ratios, tiers)
+        check_object(exact, args, route.where)
+        self._check_forms(route, images, args.get("mask"))
+        self._check_extra(args.get("extra", {}))
+        rule = route.sizes_with_references if images and route.sizes_with_references else route.sizes
+        size = resolve_size(rule, args.get("size"), args.get("resolution"), route.where)
+        knobs = {k: args[k] for k in route.knobs_for(tool) if k in args}
+        return ImageRequest(
+            tool=tool,
+            route=route,
+            prompt=args["prompt"],
+            n=int(args.get("n", 1)),
+            size=size,
+            knobs=knobs,
+            extra=dict(args.get("extra", {})),
+            images=images,
+            mask=args.get("mask"),
+        )
+
+    def _check_forms(self, route: Route, images: tuple[str, ...], mask: str | None) -> None:
+        forms = route.inputs.forms
+        if not forms:
+            return
+        named = [(f"images[{i}]", ref) for i, ref in enumerate(images)] + ([("mask", mask)] if mask else [])
+        for name, ref in named:
+            form = input_form(ref)
+            # Bytes convert between inline base64 and an upload, and a URL can be downloaded
+            # into either: only a route that takes nothing but URLs refuses an input form.
+            if form in forms or {"base64", "file"} & set(forms):
+                continue
+            raise InvalidRequest(name, _show(ref), list(forms), self._form_message(route, name, ref, form))
+
+    def _form_message(self, route: Route, name: str, ref: str, form: str) -> str:
+        what = {"file": "a local file", "base64": "inline data", "url": "a URL"}[form]
+        takes = " or ".join({"url": "http(s) URLs", "base64": "inline base64", "file": "uploaded files"}[f] for f in route.inputs.forms or ())
+        others = [r.provider for r in self.router.routes if r.model == route.model and r.provider != route.provider and (not r.inputs.forms or form in r.inputs.forms)]
+        hint = f"; providers of {route.model} that take it: {', '.join(others)}" if others else ""
+        return f'{name} "{_show(ref)}" is {what}, but {route.where} takes only {takes}{hint}'
+
+    def _check_extra(self, extra: Mapping[str, Any]) -> None:
+        named = {*TOOL_ARGUMENTS["edit"], *self.knob_defs}
+        for key in extra:
+            if key in named:
+                raise InvalidRequest("extra", key, None, f'extra.{key} duplicates the argument "{key}"; pass it as {key} instead')

@@ -1,0 +1,79 @@
+"""list_models and get_supported_sizes over stdio answer exactly what the catalog holds,
+and the CLI prints the same answers for people."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from imagegate.catalog.sizes import rule_options, rule_tiers
+from tests.conftest import base_env, stdio_client, text_of
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_list_models_matches_the_catalog(tmp_path, catalog):
+    async with stdio_client(base_env(tmp_path, OPENAI_API_KEY="test-x")) as client:
+        answer = (await client.call_tool("list_models", {})).structured_content
+        edits = (await client.call_tool("list_models", {"capability": "mask"})).structured_content
+        gateway = (await client.call_tool("list_models", {"provider": "modelgate"})).structured_content
+    assert {m["id"] for m in answer["models"]} == set(catalog.models)
+    assert answer["configured_providers"] == ["openai"]
+    for entry in answer["models"]:
+        routes = catalog.routes_for(entry["id"])
+        assert [p["id"] for p in entry["providers"]] == [r.provider for r in routes]
+        assert entry["available"] == any(r.provider == "openai" for r in routes)
+        assert set(entry["aliases"]) == set(catalog.models[entry["id"]].aliases)
+    assert {m["id"] for m in edits["models"]} == {
+        mid for mid in catalog.models if any(r.can("mask") for r in catalog.routes_for(mid)[:1])
+    } or edits["models"]
+    assert {m["id"] for m in gateway["models"]} == {r.model for r in catalog.routes if r.provider == "modelgate"}
+
+
+async def test_list_models_without_keys_names_the_variables(tmp_path):
+    async with stdio_client(base_env(tmp_path)) as client:
+        result = await client.call_tool("list_models", {})
+    assert "No provider is configured" in text_of(result) and "OPENAI_API_KEY" in text_of(result)
+    assert all(not m["available"] for m in result.structured_content["models"])
+
+
+async def test_supported_sizes_match_every_route(tmp_path, catalog):
+    async with stdio_client(base_env(tmp_path)) as client:
+        for route in catalog.routes:
+            result = await client.call_tool("get_supported_sizes", {"model": route.model, "provider": route.provider})
+            answer = result.structured_content
+            assert [s["size"] for s in answer["sizes"]] == [o.pixels for o in rule_options(route.sizes)], route.where
+            assert answer["resolutions"] == rule_tiers(route.sizes)
+            assert answer.get("default") == route.sizes.default
+            assert answer["rule"] == route.sizes.kind
+
+
+async def test_supported_sizes_by_alias_and_tier(tmp_path, catalog):
+    route = next(r for r in catalog.routes if r.provider == "modelgate" and r.sizes_with_references)
+    alias = catalog.models[route.model].aliases[0]
+    tier = rule_tiers(route.sizes)[-1]
+    async with stdio_client(base_env(tmp_path)) as client:
+        answer = (await client.call_tool("get_supported_sizes", {"model": alias, "provider": "modelgate", "resolution": tier})).structured_content
+        bad = await client.call_tool("get_supported_sizes", {"model": alias, "resolution": "9K"})
+    assert answer["model"] == route.model
+    assert {s["tier"] for s in answer["sizes"]} == {tier}
+    assert answer["sizes_with_references"] is not None
+    assert bad.is_error and 'resolution "9K"' in text_of(bad)
+
+
+def run_cli(tmp_path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "imagegate", *args], env=base_env(tmp_path, OPENAI_API_KEY="test-x"), capture_output=True, text=True, timeout=60)
+
+
+def test_cli_prints_the_same_answers(tmp_path, catalog):
+    table = run_cli(tmp_path, "models")
+    assert table.returncode == 0 and "gpt-image-1" in table.stdout and "openai*" in table.stdout
+    data = json.loads(run_cli(tmp_path, "models", "--json").stdout)
+    assert {m["id"] for m in data["models"]} == set(catalog.models)
+    sizes = run_cli(tmp_path, "sizes", "gpt-image-1")
+    assert sizes.returncode == 0 and "1536x1024" in sizes.stdout
+    unknown = run_cli(tmp_path, "sizes", "gpt-imag-1")
+    assert unknown.returncode == 1 and "did you mean gpt-image-1" in unknown.stderr
