@@ -7,9 +7,11 @@ agent text; anything else becomes "internal error (ref …)" and is logged to st
 
 from __future__ import annotations
 
+import base64
+import json
 import logging
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -20,13 +22,16 @@ from mcp.shared.exceptions import MCPError
 from pydantic import BaseModel
 
 from . import __version__
-from .errors import ImagegateError
+from .errors import ImagegateError, InvalidRequest
+from .generation import Outcome
 from .listing import ModelsAnswer, SizesAnswer
+from .results import ImageResult, make_previews, metadata, summary
 from .service import Service, build_service
 
 __all__ = ["TOOL_DESCRIPTIONS", "create_server", "serve_http", "serve_stdio"]
 
 log = logging.getLogger("imagegate")
+ERROR_META = "io.imagegate/error"
 
 TOOL_DESCRIPTIONS = {
     "generate_image": (
@@ -79,6 +84,8 @@ def _tools(service: Service) -> list[types.Tool]:
     image = types.ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=True)
     listing = types.ToolAnnotations(read_only_hint=True, open_world_hint=False)
     outputs = {"list_models": output_schema(ModelsAnswer), "get_supported_sizes": output_schema(SizesAnswer)}
+    if service.settings.structured_output:  # off by default: Claude Code then drops the previews (research §3)
+        outputs |= {"generate_image": output_schema(ImageResult), "edit_image": output_schema(ImageResult)}
     return [
         types.Tool(
             name=name,
@@ -86,7 +93,7 @@ def _tools(service: Service) -> list[types.Tool]:
             description=TOOL_DESCRIPTIONS[name],
             input_schema=service.schemas[name],
             output_schema=outputs.get(name),
-            annotations=listing if name in outputs else image,
+            annotations=listing if name in ("list_models", "get_supported_sizes") else image,
         )
         for name in TOOL_DESCRIPTIONS
     ]
@@ -96,6 +103,18 @@ def _text(text: str, is_error: bool = False) -> types.CallToolResult:
     return types.CallToolResult(content=[types.TextContent(type="text", text=text)], is_error=is_error)
 
 
+def _error_result(error: ImagegateError) -> types.CallToolResult:
+    """The agent text, plus the error's class in `_meta` for programs (clients do not show `_meta` to models)."""
+    detail: dict[str, Any] = {"kind": error.kind}
+    if isinstance(error, InvalidRequest):
+        detail["argument"] = error.argument
+    if error.provider:
+        detail["provider"] = error.provider
+    result = _text(error.agent_text(), is_error=True)
+    result.meta = {ERROR_META: detail}
+    return result
+
+
 def _answer(answer: ModelsAnswer | SizesAnswer) -> types.CallToolResult:
     return types.CallToolResult(
         content=[types.TextContent(type="text", text=answer.text())],
@@ -103,13 +122,43 @@ def _answer(answer: ModelsAnswer | SizesAnswer) -> types.CallToolResult:
     )
 
 
-async def _dispatch(service: Service, name: str, arguments: dict[str, Any] | None) -> types.CallToolResult:
+async def _image_result(service: Service, outcome: Outcome) -> types.CallToolResult:
+    """Text (summary + the metadata as compact JSON), one preview per image, a link per file."""
+    settings = service.settings
+    previews, notes = await make_previews(outcome, settings.preview_max_edge, settings.preview_max_bytes)
+    meta = metadata(outcome, notes)
+    text = summary(outcome) + "\n" + json.dumps(meta, ensure_ascii=False, separators=(",", ":"))
+    content: list[types.ContentBlock] = [types.TextContent(type="text", text=text)]
+    content += [types.ImageContent(type="image", data=base64.b64encode(p.data).decode(), mime_type=p.mime) for p in previews]
+    if settings.resource_links:
+        content += [
+            types.ResourceLink(type="resource_link", uri=i.path.as_uri(), name=i.path.name, mime_type=i.mime, size=i.bytes)
+            for i in outcome.images
+        ]
+    structured = meta if settings.structured_output else None
+    return types.CallToolResult(content=content, structured_content=structured)
+
+
+def _progress(ctx: ServerRequestContext[Service]) -> Callable[[str], Awaitable[None]]:
+    """Progress notifications (when the client sent a token): a counter that only goes up, and the phase."""
+    step = 0
+
+    async def report(message: str) -> None:
+        nonlocal step
+        step += 1
+        await ctx.session.report_progress(step, None, message)
+
+    return report
+
+
+async def _dispatch(ctx: ServerRequestContext[Service], name: str, arguments: dict[str, Any] | None) -> types.CallToolResult:
+    service = ctx.lifespan_context
     if name == "list_models":
         return _answer(service.list_models(arguments))
     if name == "get_supported_sizes":
         return _answer(service.supported_sizes(arguments))
-    await service.run_image_tool(name, arguments)
-    raise AssertionError("run_image_tool returns a result or raises")  # pragma: no cover
+    outcome = await service.run_image_tool(name, arguments, _progress(ctx))
+    return await _image_result(service, outcome)
 
 
 def create_server(service_factory: Callable[[], Service] = build_service) -> Server[Service]:
@@ -117,7 +166,11 @@ def create_server(service_factory: Callable[[], Service] = build_service) -> Ser
 
     @asynccontextmanager
     async def lifespan(_: Server[Service]) -> AsyncIterator[Service]:
-        yield service_factory()
+        service = service_factory()
+        try:
+            yield service
+        finally:
+            await service.aclose()
 
     async def list_tools(ctx: ServerRequestContext[Service], _: types.PaginatedRequestParams | None) -> types.ListToolsResult:
         return types.ListToolsResult(tools=_tools(ctx.lifespan_context))
@@ -126,10 +179,10 @@ def create_server(service_factory: Callable[[], Service] = build_service) -> Ser
         if params.name not in TOOL_DESCRIPTIONS:
             raise MCPError(types.INVALID_PARAMS, f"unknown tool {params.name!r}; tools: {', '.join(TOOL_DESCRIPTIONS)}")
         try:
-            return await _dispatch(ctx.lifespan_context, params.name, params.arguments)
+            return await _dispatch(ctx, params.name, params.arguments)
         except ImagegateError as e:
             log.info("%s refused: %s", params.name, e.kind)
-            return _text(e.agent_text(), is_error=True)
+            return _error_result(e)
         except Exception:
             ref = uuid.uuid4().hex[:8]
             log.exception("internal error in %s (ref %s)", params.name, ref)

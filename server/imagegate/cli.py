@@ -10,15 +10,16 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from . import __version__
-from .errors import ConfigError, ImagegateError
+from .errors import ConfigError, ImagegateError, InvalidRequest
 from .listing import ModelsAnswer, SizesAnswer
 from .service import Service, build_service
 
 __all__ = ["main"]
 
-EXIT_OK, EXIT_REFUSED, EXIT_CONFIG = 0, 1, 2
+EXIT_OK, EXIT_REFUSED, EXIT_CONFIG, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -38,6 +39,19 @@ def _parser() -> argparse.ArgumentParser:
     sizes.add_argument("--provider")
     sizes.add_argument("--resolution")
     sizes.add_argument("--json", action="store_true", help="print JSON for scripts")
+    for name, text in (("generate", "generate images from a prompt"), ("edit", "edit images with a prompt")):
+        cmd = sub.add_parser(name, help=text)
+        cmd.add_argument("prompt")
+        cmd.add_argument("-m", "--model", required=True)
+        if name == "edit":
+            cmd.add_argument("-i", "--image", action="append", required=True, dest="images", help="input image (repeatable)")
+            cmd.add_argument("--mask")
+        cmd.add_argument("-p", "--provider")
+        cmd.add_argument("-s", "--size", help="WxH pixels, W:H ratio or auto")
+        cmd.add_argument("-r", "--resolution", help="tier: 1K, 2K, 4K")
+        cmd.add_argument("-n", type=int, help="how many images")
+        cmd.add_argument("-o", "--option", action="append", default=[], metavar="KEY=VALUE", help="a knob such as quality=high or seed=7")
+        cmd.add_argument("--json", action="store_true", help="print the result metadata as JSON")
     return parser
 
 
@@ -55,7 +69,54 @@ def _models_table(answer: ModelsAnswer) -> str:
     return "\n".join(lines + ([answer.hint] if answer.hint else []))
 
 
+def _options(pairs: Sequence[str]) -> dict[str, Any]:
+    """`-o quality=high -o seed=7 -o watermark=false`: JSON values where they parse, else strings."""
+    options: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise InvalidRequest("option", pair, "KEY=VALUE", f'option "{pair}" is not KEY=VALUE')
+        try:
+            options[key.strip()] = json.loads(value)
+        except ValueError:
+            options[key.strip()] = value
+    return options
+
+
+def _image_arguments(args: argparse.Namespace) -> dict[str, Any]:
+    arguments = {"model": args.model, "prompt": args.prompt, "provider": args.provider, "size": args.size, "resolution": args.resolution, "n": args.n}
+    if args.command == "edit":
+        arguments |= {"images": args.images, "mask": args.mask}
+    return arguments | _options(args.option)
+
+
+async def _image_command(service: Service, args: argparse.Namespace) -> int:
+    from .results import metadata, summary
+
+    show = sys.stderr.isatty()
+
+    async def progress(message: str) -> None:
+        if show:
+            print(f"\r\033[K{message}", end="", file=sys.stderr, flush=True)
+
+    try:
+        outcome = await service.run_image_tool(f"{args.command}_image", _image_arguments(args), progress)
+    finally:
+        if show:
+            print("\r\033[K", end="", file=sys.stderr, flush=True)
+        await service.aclose()
+    meta = metadata(outcome)
+    print(json.dumps(meta, indent=2, ensure_ascii=False) if args.json else summary(outcome))
+    for warning in [] if args.json else meta["warnings"]:
+        print(f"warning: {warning}", file=sys.stderr)
+    return EXIT_OK
+
+
 def _run(service: Service, args: argparse.Namespace) -> int:
+    if args.command in ("generate", "edit"):
+        import anyio
+
+        return anyio.run(_image_command, service, args)
     if args.command == "models":
         answer = service.list_models({"provider": args.provider, "capability": args.capability})
         print(answer.model_dump_json(indent=2) if args.json else _models_table(answer))
@@ -92,3 +153,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ImagegateError as e:
         print(f"imagegate: {e.agent_text()}", file=sys.stderr)
         return EXIT_REFUSED
+    except KeyboardInterrupt:
+        print("imagegate: interrupted; images already received are saved", file=sys.stderr)
+        return EXIT_INTERRUPTED

@@ -13,10 +13,13 @@ from typing import Any
 from .catalog import Catalog, load_catalog
 from .catalog.schema import Schema, conditional_chain, flat_schema
 from .catalog.spec import CAPABILITIES
-from .errors import NotImplementedYet
+from .generation import Generator, Outcome, Progress
 from .listing import ModelsAnswer, SizesAnswer, list_models, supported_sizes
+from .providers import Registry
+from .providers.http import Transport
 from .router import Router
 from .settings import Settings, load_settings
+from .storage import Store
 from .validation import ImageRequest, Validator, check_object
 
 __all__ = ["Service", "build_service"]
@@ -31,18 +34,21 @@ class Service:
     router: Router
     schemas: Mapping[str, Schema]
     validator: Validator
+    registry: Registry
+    generator: Generator
 
     def validate(self, tool_name: str, arguments: Mapping[str, Any] | None) -> ImageRequest:
         """Check a generate_image / edit_image call completely; raise InvalidRequest or NotConfigured."""
         return self.validator.validate(IMAGE_TOOLS[tool_name], arguments)
 
-    async def run_image_tool(self, tool_name: str, arguments: Mapping[str, Any] | None) -> ImageRequest:
-        """Validate, then run the call. The generation pipeline is not built yet."""
+    async def run_image_tool(self, tool_name: str, arguments: Mapping[str, Any] | None, progress: Progress) -> Outcome:
+        """Validate, then generate or edit; every image is saved before this returns."""
         request = self.validate(tool_name, arguments)
-        raise NotImplementedYet(
-            f"{tool_name} is valid for {request.route.where} (size {request.size.label()}, n={request.n}), "
-            "but image generation is not implemented in this version yet"
-        )
+        return await self.generator.run(request, progress)
+
+    async def aclose(self) -> None:
+        """Close the providers' connection pools."""
+        await self.registry.aclose()
 
     def list_models(self, arguments: Mapping[str, Any] | None = None) -> ModelsAnswer:
         args = _present(arguments)
@@ -98,11 +104,22 @@ def _image_schemas(router: Router, catalog: Catalog, conditionals: bool) -> dict
     return schemas
 
 
-def build_service(env: Mapping[str, str] | None = None) -> Service:
-    """Read settings and catalog, and wire the service. Raises ConfigError on bad input files."""
+def build_service(env: Mapping[str, str] | None = None, transport: Transport | None = None) -> Service:
+    """Read settings and catalog, and wire the service. Raises ConfigError on bad input files.
+
+    `transport` replaces the network (tests pass httpx2.MockTransport); nothing is opened here.
+    """
     settings = load_settings(env)
     catalog = load_catalog(settings.additions)
     router = Router(catalog, settings)
     schemas = _image_schemas(router, catalog, settings.schema_conditionals) | _listing_schemas(router)
     validator = Validator(router, catalog.knobs, schemas)
-    return Service(settings=settings, catalog=catalog, router=router, schemas=schemas, validator=validator)
+    registry = Registry(
+        credentials=router.credentials,
+        providers=catalog.providers,
+        timeout=settings.timeout,
+        max_retries=settings.max_retries,
+        transport=transport,
+    )
+    generator = Generator(registry, Store(settings.output_dir))
+    return Service(settings, catalog, router, schemas, validator, registry, generator)

@@ -244,6 +244,8 @@ class ProviderSpec(_Data):
     default_base_url: str
     auth: Literal["bearer", "raw", "x-key", "x-goog-api-key", "none"] = "bearer"
     envelope: Literal["code_msg_data"] | None = None
+    trusted_hosts: list[str] = []
+    """Host suffixes besides the base URL's own that may receive the key (BFL: ".bfl.ai")."""
     priority: int = 50
     docs: str | None = None
     privacy_policy: str | None = None

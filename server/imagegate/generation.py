@@ -1,0 +1,228 @@
+"""Running a validated call: load inputs, fan the images out over per-call batches under a
+concurrency limit, and save every image the moment it arrives.
+
+Saving is shielded from cancellation: an image an upstream returned has been paid for, so
+once its bytes (or URL) are here it is written and published even if the call is being
+cancelled. A batch that fails does not stop the others; what arrived is kept and reported.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from . import __version__
+from .errors import ImagegateError, NoImagesReturned, UpstreamError
+from .imaging import ImageInfo, NotAnImage, probe
+from .planner import batches, load_inputs
+from .providers import Registry
+from .providers.base import AdapterReply, Artifact, InputImage, Job
+from .providers.http import ProviderClient
+from .storage import SavedFile, Store
+from .validation import ImageRequest
+
+__all__ = ["Generator", "Outcome", "Progress", "SavedImage"]
+
+log = logging.getLogger("imagegate")
+Progress = Callable[[str], Awaitable[None]]
+"""Receives a human phase message; the MCP layer turns it into a progress notification."""
+HEARTBEAT_SECONDS = 5.0
+MAX_CONCURRENT_CALLS = 4
+MAX_RESULT_BYTES = 200 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class SavedImage:
+    """One image on disk with what we know about it."""
+
+    path: Path
+    width: int
+    height: int
+    mime: str
+    bytes: int
+    revised_prompt: str | None = None
+    seed: int | None = None
+    fallback: bool = False
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The result of one tool call: images in batch order, calls made, what went wrong on the way."""
+
+    request: ImageRequest
+    images: tuple[SavedImage, ...]
+    calls: int
+    warnings: tuple[str, ...] = ()
+    usage: tuple[Any, ...] = ()
+    notes: tuple[str, ...] = ()
+    seconds: float = 0.0
+
+
+@dataclass
+class _Batch:
+    index: int
+    count: int
+    first: int
+    saved: list[SavedImage] = field(default_factory=list)
+    reply: AdapterReply | None = None
+    error: ImagegateError | None = None
+
+
+class Generator:
+    """Executes ImageRequests against the registry's adapters and saves into the store."""
+
+    def __init__(self, registry: Registry, store: Store, concurrency: int = MAX_CONCURRENT_CALLS):
+        self.registry = registry
+        self.store = store
+        self.limiter = anyio.CapacityLimiter(concurrency)
+
+    async def run(self, request: ImageRequest, progress: Progress) -> Outcome:
+        """Run a call; raise an ImagegateError if no image at all could be made."""
+        started = time.monotonic()
+        route = request.route
+        adapter = self.registry.adapter(route.protocol)
+        client = self.registry.client(route.provider)
+        await progress("checking input images" if request.images else f"sending to {route.provider}")
+        images, mask = await load_inputs(request, lambda url, limit: _fetch(client, url, limit))
+        plan = batches(request.n, route.per_call)
+        starts = [sum(plan[:i]) for i in range(len(plan))]
+        work = [_Batch(i, count, starts[i] + 1) for i, count in enumerate(plan)]
+        async with anyio.create_task_group() as group:
+            group.start_soon(self._heartbeat, progress, route.provider, started, work, group.cancel_scope)
+            async with anyio.create_task_group() as calls:
+                for batch in work:
+                    calls.start_soon(self._run_batch, request, batch, adapter, client, images, mask, progress)
+            group.cancel_scope.cancel()
+        return self._merge(request, work, time.monotonic() - started)
+
+    async def _heartbeat(self, progress: Progress, provider: str, started: float, work: list[_Batch], scope: anyio.CancelScope) -> None:
+        # Clients reset their idle timeouts on progress; say something at least every few seconds.
+        while not scope.cancel_called:
+            await anyio.sleep(HEARTBEAT_SECONDS)
+            saved = sum(len(b.saved) for b in work)
+            await progress(f"waiting for {provider}: {time.monotonic() - started:.0f} s, {saved} image(s) saved")
+
+    async def _run_batch(
+        self,
+        request: ImageRequest,
+        batch: _Batch,
+        adapter: Callable[[Job, ProviderClient], Awaitable[AdapterReply]],
+        client: ProviderClient,
+        images: tuple[InputImage, ...],
+        mask: InputImage | None,
+        progress: Progress,
+    ) -> None:
+        job = Job(
+            tool="edit" if request.tool == "edit" else "generate",
+            route=request.route,
+            prompt=request.prompt,
+            count=batch.count,
+            size=request.size,
+            knobs=request.knobs,
+            extra=request.extra,
+            images=images,
+            mask=mask,
+        )
+        try:
+            async with self.limiter:
+                batch.reply = await adapter(job, client)
+            with anyio.CancelScope(shield=True):
+                for j, artifact in enumerate(batch.reply.artifacts):
+                    batch.saved.append(await self._save(request, artifact, batch.first + j, client, batch.reply.usage))
+                    await progress(f"saved image {batch.first + j} of {request.n}")
+        except ImagegateError as e:
+            e.provider = e.provider or request.route.provider
+            batch.error = e
+
+    async def _save(self, request: ImageRequest, artifact: Artifact, index: int, client: ProviderClient, usage: Any) -> SavedImage:
+        temp = await self._receive(artifact, client)
+        try:
+            info = await anyio.to_thread.run_sync(_probe_file, temp)
+        except UpstreamError:
+            await anyio.to_thread.run_sync(self.store.discard, temp)
+            raise
+        # If publishing fails, the temporary file stays where it is and the error names it.
+        saved = await anyio.to_thread.run_sync(self.store.publish, temp, request.prompt, info.extension, index)
+        image = SavedImage(saved.path, info.width, info.height, info.mime, saved.bytes, artifact.revised_prompt, artifact.seed, saved.fallback)
+        await anyio.to_thread.run_sync(self.store.write_sidecar, saved, sidecar(request, image, index, usage))
+        return image
+
+    async def _receive(self, artifact: Artifact, client: ProviderClient) -> Path:
+        if artifact.data is not None:
+            return await anyio.to_thread.run_sync(self.store.write_bytes, artifact.data)
+        assert artifact.url is not None
+        temp, handle = await anyio.to_thread.run_sync(self.store.temp_file)
+        try:
+            async with anyio.wrap_file(handle) as out:
+                await client.download(artifact.url, out.write, MAX_RESULT_BYTES)  # type: ignore[arg-type]
+        except BaseException:
+            await anyio.to_thread.run_sync(self.store.discard, temp)
+            raise
+        return temp
+
+    def _merge(self, request: ImageRequest, work: list[_Batch], seconds: float) -> Outcome:
+        saved = tuple(image for batch in work for image in batch.saved)
+        errors = [b.error for b in work if b.error is not None]
+        if not saved:
+            raise errors[0] if errors else NoImagesReturned(f"{request.route.where} returned no image", provider=request.route.provider)
+        warnings = [w.text() for b in work if b.reply for w in b.reply.warnings]
+        if len(saved) < request.n:
+            reasons = "; ".join(dict.fromkeys(e.agent_text() for e in errors)) or "the upstream returned fewer images"
+            warnings.append(f"{len(saved)} of {request.n} images were made: {reasons}")
+        if any(image.fallback for image in saved):
+            warnings.append(f"the output folder could not be written; images were saved in {self.store.fallback}")
+        usage = tuple(b.reply.usage for b in work if b.reply and b.reply.usage)
+        notes = tuple(n for b in work if b.reply and (n := b.reply.note))
+        return Outcome(request, saved, calls=len(work), warnings=tuple(warnings), usage=usage, notes=notes, seconds=seconds)
+
+
+def _probe_file(path: Path) -> ImageInfo:
+    try:
+        return probe(path.read_bytes())
+    except NotAnImage as e:
+        raise UpstreamError(f"returned data that is not a usable image (it {e})") from None
+
+
+async def _fetch(client: ProviderClient, url: str, limit: int) -> bytes:
+    buffer = bytearray()
+
+    async def sink(chunk: bytes) -> None:
+        buffer.extend(chunk)
+
+    await client.download(url, sink, limit)
+    return bytes(buffer)
+
+
+def _shown_input(ref: str) -> str:
+    return ref if not ref.startswith("data:") else ref[:40] + "…"
+
+
+def sidecar(request: ImageRequest, image: SavedImage, index: int, usage: Any = None) -> dict[str, Any]:
+    """The sidecar, built from an allowlist: what was asked, who served it, what came back. No secret."""
+    route = request.route
+    return {
+        "imagegate": __version__,
+        "created": datetime.now().astimezone().isoformat(timespec="seconds"),
+        "tool": f"{request.tool}_image",
+        "prompt": request.prompt,
+        "model": route.model,
+        "provider": route.provider,
+        "upstream_model": route.upstream,
+        "size_requested": request.size.label(),
+        "n": request.n,
+        "index": index,
+        "options": dict(request.knobs),
+        "extra": dict(request.extra),
+        "inputs": [_shown_input(r) for r in request.images] + ([f"mask: {_shown_input(request.mask)}"] if request.mask else []),
+        "image": {"width": image.width, "height": image.height, "mime_type": image.mime, "bytes": image.bytes},
+        "revised_prompt": image.revised_prompt,
+        "seed": image.seed,
+        "usage": usage,
+    }

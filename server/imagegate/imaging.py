@@ -1,0 +1,106 @@
+"""Image inspection and previews: the only module that imports Pillow.
+
+Everything here is synchronous and CPU-bound; callers run it in a worker thread
+(`anyio.to_thread.run_sync`) so decoding never blocks the event loop. Pillow is imported
+on first use, which keeps server start-up fast.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from PIL import Image as PILImage
+
+__all__ = ["MAX_INPUT_PIXELS", "ImageInfo", "NotAnImage", "make_preview", "probe"]
+
+MAX_INPUT_PIXELS = 8192 * 8192
+"""Decompression-bomb cap: nothing larger is decoded, from an agent or from an upstream."""
+QUALITY_LADDER = (85, 75, 65, 55)
+MIME = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp", "GIF": "image/gif", "BMP": "image/bmp", "TIFF": "image/tiff"}
+EXTENSION = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp", "image/gif": "gif", "image/bmp": "bmp", "image/tiff": "tiff"}
+
+
+class NotAnImage(ValueError):
+    """Raised when bytes do not decode as a supported image, or exceed the pixel cap."""
+
+
+@dataclass(frozen=True, slots=True)
+class ImageInfo:
+    """What a file really is, read from its bytes (never from its name)."""
+
+    mime: str
+    width: int
+    height: int
+    has_alpha: bool
+
+    @property
+    def extension(self) -> str:
+        return EXTENSION.get(self.mime, "bin")
+
+
+def _open(data: bytes) -> PILImage.Image:
+    from PIL import Image
+
+    Image.MAX_IMAGE_PIXELS = MAX_INPUT_PIXELS
+    try:
+        image = Image.open(io.BytesIO(data))
+        if image.width * image.height > MAX_INPUT_PIXELS:
+            raise NotAnImage(f"{image.width}x{image.height} exceeds the {MAX_INPUT_PIXELS}-pixel cap")
+        return image
+    except NotAnImage:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise NotAnImage(f"too many pixels: {e}") from None
+    except Exception as e:  # Pillow raises many types for bad input; all mean "not an image"
+        raise NotAnImage(f"does not decode as an image ({type(e).__name__})") from None
+
+
+def probe(data: bytes, verify: bool = True) -> ImageInfo:
+    """Identify an image from its bytes: real type, pixel size, transparency.
+
+    With `verify`, the whole file is decoded, so a truncated or corrupt image is refused.
+    """
+    image = _open(data)
+    mime = MIME.get(image.format or "")
+    if mime is None:
+        raise NotAnImage(f"unsupported image format {image.format}")
+    if verify:
+        try:
+            image.load()
+        except Exception as e:
+            raise NotAnImage(f"is truncated or corrupt ({type(e).__name__})") from None
+    alpha = image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info)
+    return ImageInfo(mime=mime, width=image.width, height=image.height, has_alpha=alpha)
+
+
+def _encode(image: PILImage.Image, fmt: str, quality: int) -> bytes:
+    out = io.BytesIO()
+    if fmt == "PNG":
+        image.save(out, "PNG", optimize=True)
+    else:
+        image.save(out, "JPEG", quality=quality, optimize=True)
+    return out.getvalue()
+
+
+def make_preview(data: bytes, max_edge: int, max_bytes: int, keep_alpha: bool = False) -> tuple[bytes, str, int, int] | None:
+    """A downscaled preview within `max_edge` and `max_bytes`: JPEG, or PNG when alpha is kept.
+
+    Lowers quality, then the edge, until it fits; None if even a tiny preview does not.
+    """
+    image = _open(data)
+    image.draft("RGB", (max_edge, max_edge))  # JPEG decoders can downscale while decoding
+    alpha = keep_alpha and image.mode in ("RGBA", "LA", "P")
+    image = image.convert("RGBA" if alpha else "RGB")
+    edge = max_edge
+    while edge >= 64:
+        small = image.copy()
+        small.thumbnail((edge, edge))
+        for quality in QUALITY_LADDER if not alpha else (0,):
+            encoded = _encode(small, "PNG" if alpha else "JPEG", quality)
+            if len(encoded) <= max_bytes:
+                return encoded, "image/png" if alpha else "image/jpeg", small.width, small.height
+        edge = int(edge * 0.75)
+    return None

@@ -1,0 +1,107 @@
+"""The contract between the core and the adapters.
+
+The core hands an adapter one `Job` (one upstream call: size resolved, count within the
+route's per-call maximum, inputs already loaded) and a `ProviderClient`; the adapter maps it
+to its wire format and the reply back to an `AdapterReply`. Adapters never loop over n,
+retry, sleep, poll by hand, touch files or read settings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+from ..catalog import ResolvedSize, Route
+from ..catalog.spec import KnobValue
+
+if TYPE_CHECKING:
+    from .http import ProviderClient
+
+__all__ = ["AdapterReply", "Artifact", "InputImage", "Job", "Warning", "Adapter"]
+
+Usage = Mapping[str, Any]
+"""The upstream's own usage/cost object, passed through to sidecar and metadata as-is."""
+
+
+@dataclass(frozen=True, slots=True)
+class InputImage:
+    """An input image, loaded and checked: its bytes (or, for URL-taking routes, its URL)."""
+
+    name: str
+    mime: str
+    width: int
+    height: int
+    data: bytes | None = None
+    url: str | None = None
+
+    def data_url(self) -> str:
+        """The image as a `data:` URL (lowercase format token, as Ark and others require)."""
+        import base64
+
+        assert self.data is not None, "a URL-only input has no bytes"
+        return f"data:{self.mime.lower()};base64,{base64.b64encode(self.data).decode()}"
+
+    def base64(self) -> str:
+        import base64
+
+        assert self.data is not None, "a URL-only input has no bytes"
+        return base64.b64encode(self.data).decode()
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One upstream call."""
+
+    tool: Literal["generate", "edit"]
+    route: Route
+    prompt: str
+    count: int
+    size: ResolvedSize
+    knobs: Mapping[str, KnobValue]
+    extra: Mapping[str, Any] = field(default_factory=dict)
+    images: tuple[InputImage, ...] = ()
+    mask: InputImage | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Artifact:
+    """One image in a reply: bytes already decoded, or a URL to download at once."""
+
+    data: bytes | None = None
+    url: str | None = None
+    mime: str | None = None
+    revised_prompt: str | None = None
+    seed: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Warning:
+    """A setting the route ignored or changed, said out loud (never silently)."""
+
+    feature: str
+    detail: str
+    use_instead: str | None = None
+
+    def text(self) -> str:
+        return f"{self.feature}: {self.detail}" + (f" (use {self.use_instead})" if self.use_instead else "")
+
+
+@dataclass(frozen=True, slots=True)
+class AdapterReply:
+    """What one upstream call produced. `failures` counts images the upstream said it could not make."""
+
+    artifacts: tuple[Artifact, ...]
+    warnings: tuple[Warning, ...] = ()
+    usage: Usage | None = None
+    note: str | None = None
+    failures: tuple[str, ...] = ()
+
+
+class Adapter(Protocol):
+    """An adapter module exposes one coroutine with this signature."""
+
+    def __call__(self, job: Job, client: ProviderClient) -> Awaitable[AdapterReply]: ...
+
+
+AdapterFactory = Callable[[], Adapter]

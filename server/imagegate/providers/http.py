@@ -1,0 +1,288 @@
+"""The one HTTP layer: a pooled client per provider, timeouts, retries with backoff and
+Retry-After, polling of task APIs, downloads, and the translation of transport failures
+into the error tree. The only module that imports httpx2.
+
+Credentials: auth headers are set here only, and only for the provider's own origin (or a
+host its profile trusts); result URLs elsewhere are fetched without them, and redirects
+are never followed with them. Every upstream message is scrubbed of the key.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+from urllib.parse import urljoin, urlsplit
+
+import anyio
+import httpx2
+from pydantic import SecretStr
+
+from ..errors import ImagegateError, RateLimited, UpstreamError, UpstreamTimeout
+
+__all__ = ["Classifier", "HttpReply", "ProviderClient", "ProviderProfile", "Transport", "default_error"]
+
+log = logging.getLogger("imagegate.http")
+T = TypeVar("T")
+
+RETRY_STATUSES = frozenset({429, 502, 503, 504})
+MAX_RETRY_AFTER = 60.0
+BACKOFF_BASE = 0.5
+BACKOFF_CAP = 8.0
+CONNECT_TIMEOUT = 15.0
+POOL = httpx2.Limits(max_connections=32, max_keepalive_connections=8)
+AUTH_HEADERS = {"bearer": "Authorization", "raw": "Authorization", "x-key": "x-key", "x-goog-api-key": "x-goog-api-key"}
+Transport = httpx2.AsyncBaseTransport
+"""What tests inject instead of the network (httpx2.MockTransport, or none for real sockets)."""
+Classifier = Callable[[int, Any, str], ImagegateError]
+"""An adapter's mapping of (HTTP status, parsed body or text, provider id) to an error of the tree."""
+
+
+@dataclass(frozen=True)
+class ProviderProfile:
+    """How to reach one provider: base URL, key and how it is sent, hosts trusted with the key."""
+
+    id: str
+    base_url: str
+    key: SecretStr | None
+    auth: str = "bearer"
+    envelope: str | None = None
+    trusted_suffixes: tuple[str, ...] = ()
+
+    def auth_headers(self) -> dict[str, str]:
+        if self.key is None or self.auth == "none":
+            return {}
+        secret = self.key.get_secret_value()
+        return {AUTH_HEADERS[self.auth]: f"Bearer {secret}" if self.auth == "bearer" else secret}
+
+    def trusts(self, url: str) -> bool:
+        """Same origin as the base URL, or a host the provider documents (BFL: *.bfl.ai)."""
+        target, base = urlsplit(url), urlsplit(self.base_url)
+        if (target.scheme, target.netloc) == (base.scheme, base.netloc):
+            return True
+        host = target.hostname or ""
+        return target.scheme == "https" and any(host == s.lstrip(".") or host.endswith(s) for s in self.trusted_suffixes)
+
+
+@dataclass(frozen=True)
+class HttpReply:
+    """A successful (2xx) reply."""
+
+    status: int
+    headers: Mapping[str, str]
+    content: bytes = field(repr=False)
+
+    def json(self) -> Any:
+        try:
+            return json.loads(self.content)
+        except (ValueError, UnicodeDecodeError):
+            raise UpstreamError(f"answered with malformed JSON (HTTP {self.status})", status=self.status) from None
+
+
+def _message_of(body: Any) -> str | None:
+    """The upstream's own message from the common error shapes."""
+    if isinstance(body, dict):
+        for key in ("error", "message", "msg", "detail"):
+            value = body.get(key)
+            if isinstance(value, str) and value:
+                return value
+            if isinstance(value, dict):
+                inner = _message_of(value)
+                if inner:
+                    return inner
+    return body[:300] if isinstance(body, str) and body.strip() else None
+
+
+def default_error(status: int, body: Any, provider: str) -> ImagegateError:
+    """The status-based classification adapters fall back on."""
+    from ..errors import AuthFailed, InsufficientBalance
+
+    message = _message_of(body)
+    kw: dict[str, Any] = {"provider": provider, "upstream_message": message}
+    if status in (401, 403):
+        return AuthFailed(f"{provider} rejected the API key (HTTP {status}); check the key and its access", **kw)
+    if status == 402:
+        return InsufficientBalance(f"{provider} says the account balance is insufficient (HTTP 402); top it up", **kw)
+    if status == 429:
+        return RateLimited(f"{provider} is rate limiting (HTTP 429) and still was after retries; try again later", **kw)
+    if status in (408, 504):
+        return UpstreamTimeout(f"{provider} timed out (HTTP {status})", **kw)
+    return UpstreamError(f"{provider} failed (HTTP {status})", status=status, retryable=status in RETRY_STATUSES, **kw)
+
+
+def _retry_after(headers: Mapping[str, str]) -> float | None:
+    if ms := headers.get("retry-after-ms"):
+        try:
+            return float(ms) / 1000
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _parse_body(content: bytes) -> Any:
+    try:
+        return json.loads(content)
+    except (ValueError, UnicodeDecodeError):
+        return content[:2000].decode("utf-8", "replace")
+
+
+class ProviderClient:
+    """One pooled client for one provider; opened at start-up, closed on shutdown."""
+
+    def __init__(
+        self,
+        profile: ProviderProfile,
+        *,
+        timeout: float,
+        max_retries: int,
+        transport: Transport | None = None,
+        sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+    ):
+        self.profile = profile
+        self.timeout = timeout
+        self.max_retries = max_retries
+        self._sleep = sleep
+        self._http = httpx2.AsyncClient(
+            timeout=httpx2.Timeout(timeout, connect=min(CONNECT_TIMEOUT, timeout)),
+            limits=POOL,
+            transport=transport,
+            follow_redirects=False,
+        )
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    def url(self, path: str) -> str:
+        """A documented path under the base URL, or an absolute URL the upstream handed back."""
+        if path.startswith(("http://", "https://")):
+            return path
+        return urljoin(self.profile.base_url.rstrip("/") + "/", path.lstrip("/"))
+
+    def redact(self, text: str | None) -> str | None:
+        """Remove the key from any text an upstream sent (some echo it in error messages)."""
+        key = self.profile.key.get_secret_value() if self.profile.key else None
+        return text.replace(key, "***") if text and key and len(key) >= 4 else text
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        classify: Classifier,
+        *,
+        json_body: Any = None,
+        data: Mapping[str, str] | None = None,
+        files: Sequence[tuple[str, tuple[str, bytes, str]]] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> HttpReply:
+        """Send with retries on 429/502/503/504 and connection failures; raise a classified error otherwise."""
+        url = self.url(path)
+        send_headers = {**(self.profile.auth_headers() if self.profile.trusts(url) else {}), **(headers or {})}
+        for attempt in range(self.max_retries + 1):
+            final = attempt == self.max_retries
+            try:
+                response = await self._http.request(method, url, json=json_body, data=data, files=files, headers=send_headers)
+            except httpx2.TimeoutException as e:
+                if isinstance(e, httpx2.ConnectTimeout) and not final:
+                    await self._backoff(attempt, None)
+                    continue
+                raise UpstreamTimeout(f"{self.profile.id} did not answer within {self.timeout:g} s", provider=self.profile.id) from None
+            except httpx2.TransportError as e:
+                if not final:
+                    await self._backoff(attempt, None)
+                    continue
+                raise UpstreamError(f"could not reach {self.profile.id} ({type(e).__name__})", provider=self.profile.id, retryable=True) from None
+            if response.is_success:
+                return HttpReply(response.status_code, response.headers, response.content)
+            if response.status_code in RETRY_STATUSES and not final:
+                wait = _retry_after(response.headers)
+                if wait is None or wait <= MAX_RETRY_AFTER:
+                    await self._backoff(attempt, wait)
+                    continue
+            raise self._error(response.status_code, response.content, response.headers, classify)
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    def _error(self, status: int, content: bytes, headers: Mapping[str, str], classify: Classifier) -> ImagegateError:
+        error = classify(status, _parse_body(content), self.profile.id)
+        error.message = self.redact(error.message) or error.message
+        error.upstream_message = self.redact(error.upstream_message)
+        error.provider = error.provider or self.profile.id
+        if isinstance(error, RateLimited):
+            error.retry_after = _retry_after(headers)
+        return error
+
+    async def _backoff(self, attempt: int, retry_after: float | None) -> None:
+        delay = retry_after if retry_after is not None else min(BACKOFF_CAP, BACKOFF_BASE * 2**attempt) * random.uniform(0.5, 1.0)
+        log.info("%s: retrying in %.2f s (attempt %d)", self.profile.id, delay, attempt + 1)
+        await self._sleep(delay)
+
+    async def post_json(self, path: str, body: Any, classify: Classifier, headers: Mapping[str, str] | None = None) -> Any:
+        """POST a JSON body and return the parsed JSON reply."""
+        return (await self.request("POST", path, classify, json_body=body, headers=headers)).json()
+
+    async def get_json(self, path: str, classify: Classifier) -> Any:
+        return (await self.request("GET", path, classify)).json()
+
+    async def download(self, url: str, sink: Callable[[bytes], Awaitable[None]], max_bytes: int) -> str | None:
+        """Stream a result URL into `sink`; send the key only if the provider trusts the host.
+
+        Returns the Content-Type the server gave. Raises UpstreamError when the URL has expired
+        (404/403/410) or the body exceeds `max_bytes`.
+        """
+        headers = self.profile.auth_headers() if self.profile.trusts(url) else {}
+        try:
+            async with self._http.stream("GET", url, headers=headers, follow_redirects=not headers) as response:
+                if not response.is_success:
+                    raise UpstreamError(f"the image URL from {self.profile.id} answered HTTP {response.status_code} (expired?)", provider=self.profile.id, status=response.status_code)
+                total = 0
+                async for chunk in response.aiter_bytes():
+                    total += len(chunk)
+                    if total > max_bytes:
+                        raise UpstreamError(f"the image from {self.profile.id} is larger than {max_bytes} bytes", provider=self.profile.id)
+                    await sink(chunk)
+                return response.headers.get("content-type")
+        except httpx2.TimeoutException:
+            raise UpstreamTimeout(f"downloading the image from {self.profile.id} timed out", provider=self.profile.id) from None
+        except httpx2.TransportError as e:
+            raise UpstreamError(f"could not download the image from {self.profile.id} ({type(e).__name__})", provider=self.profile.id) from None
+
+    async def poll(
+        self,
+        fetch: Callable[[], Awaitable[T]],
+        done: Callable[[T], bool],
+        *,
+        interval: float = 1.0,
+        max_interval: float = 5.0,
+        on_wait: Callable[[float], Awaitable[None]] | None = None,
+    ) -> T:
+        """Call `fetch` until `done`, backing off between calls, within the request timeout.
+
+        Cancellation (the caller's scope) stops it between or during calls.
+        """
+        start = time.monotonic()
+        while True:
+            value = await fetch()
+            if done(value):
+                return value
+            elapsed = time.monotonic() - start
+            if elapsed + interval > self.timeout:
+                raise UpstreamTimeout(f"{self.profile.id} did not finish the task within {self.timeout:g} s", provider=self.profile.id)
+            if on_wait is not None:
+                await on_wait(elapsed)
+            await self._sleep(interval)
+            interval = min(max_interval, interval * 1.5)

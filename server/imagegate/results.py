@@ -1,0 +1,123 @@
+"""What a finished call hands back, independent of MCP: the metadata (allowlisted, no
+base64, no secret), a short human summary, and the previews within their byte budget.
+The MCP layer and the CLI render these.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+from pydantic import BaseModel
+
+from .generation import Outcome, SavedImage
+from .imaging import NotAnImage, make_preview
+
+__all__ = ["PREVIEW_TOTAL_BYTES", "ImageResult", "Preview", "make_previews", "metadata", "summary"]
+
+PREVIEW_TOTAL_BYTES = 96 * 1024
+"""All previews of one result together stay under this (Claude Code counts images against its cap)."""
+MIN_PREVIEW_BYTES = 6 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Preview:
+    """A small inline rendition of a saved image (JPEG, or PNG when transparency was asked for)."""
+
+    data: bytes
+    mime: str
+    width: int
+    height: int
+
+
+class ImageEntry(BaseModel):
+    path: str
+    uri: str
+    width: int
+    height: int
+    mime_type: str
+    bytes: int
+    revised_prompt: str | None = None
+    seed: int | None = None
+
+
+class ImageResult(BaseModel):
+    """The metadata of a generate/edit result: in the text block, and as structuredContent when on."""
+
+    model: str
+    provider: str
+    calls: int
+    images: list[ImageEntry]
+    warnings: list[str]
+    usage: list[Any] | None = None
+    notes: list[str] | None = None
+
+
+def _image(image: SavedImage) -> ImageEntry:
+    return ImageEntry(
+        path=str(image.path),
+        uri=image.path.as_uri(),
+        width=image.width,
+        height=image.height,
+        mime_type=image.mime,
+        bytes=image.bytes,
+        revised_prompt=image.revised_prompt,
+        seed=image.seed,
+    )
+
+
+def metadata(outcome: Outcome, extra_warnings: Sequence[str] = ()) -> dict[str, Any]:
+    """The result as one JSON-ready object (no base64, no secret); None fields are left out."""
+    route = outcome.request.route
+    result = ImageResult(
+        model=route.model,
+        provider=route.provider,
+        calls=outcome.calls,
+        images=[_image(i) for i in outcome.images],
+        warnings=[*outcome.warnings, *extra_warnings],
+        usage=list(outcome.usage) or None,
+        notes=list(outcome.notes) or None,
+    )
+    return result.model_dump(mode="json", exclude_none=True)
+
+
+def summary(outcome: Outcome) -> str:
+    """One or two lines a person or an agent reads first."""
+    route = outcome.request.route
+    count = len(outcome.images)
+    head = f"{count} image{'s' if count != 1 else ''} from {route.model} via {route.provider} in {outcome.seconds:.1f} s ({outcome.calls} call{'s' if outcome.calls != 1 else ''}):"
+    lines = [head, *(f"- {i.path} ({i.width}x{i.height})" for i in outcome.images)]
+    return "\n".join(lines)
+
+
+def _wants_alpha(outcome: Outcome) -> bool:
+    return outcome.request.knobs.get("background") == "transparent"
+
+
+def _previews_sync(outcome: Outcome, max_edge: int, max_bytes: int) -> tuple[list[Preview], list[str]]:
+    previews: list[Preview] = []
+    dropped: list[str] = []
+    remaining = PREVIEW_TOTAL_BYTES
+    for image in outcome.images:
+        budget = min(max_bytes, remaining)
+        made = None
+        if budget >= MIN_PREVIEW_BYTES:
+            try:
+                made = make_preview(image.path.read_bytes(), max_edge, budget, keep_alpha=_wants_alpha(outcome))
+            except (OSError, NotAnImage):
+                made = None
+        if made is None:
+            dropped.append(image.path.name)
+            continue
+        data, mime, width, height = made
+        previews.append(Preview(data, mime, width, height))
+        remaining -= len(data)
+    notes = [f"previews omitted to stay within the result budget: {', '.join(dropped)} (open the saved files)"] if dropped else []
+    return previews, notes
+
+
+async def make_previews(outcome: Outcome, max_edge: int, max_bytes: int) -> tuple[list[Preview], list[str]]:
+    """Previews for every image that fits the per-image and per-result budgets, off the event loop."""
+    return await anyio.to_thread.run_sync(_previews_sync, outcome, max_edge, max_bytes)
