@@ -1,0 +1,48 @@
+"""A client that gives up mid-call: upstream requests stop, images that already arrived are
+kept (saving is shielded), no temporary file is left, and the server serves the next call."""
+
+from __future__ import annotations
+
+import time
+
+import anyio
+import pytest
+from PIL import Image
+
+from tests.conftest import base_env, stdio_client, text_of
+from tools.emulator import start_thread
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture(scope="module")
+def emulator():
+    with start_thread() as emu:
+        yield emu
+
+
+async def test_cancel_keeps_what_arrived_and_leaves_no_partial_files(tmp_path, emulator):
+    emulator.reset()
+    emulator.fault("openai", "generations", "slow", count=2, seconds=4)  # two of the four calls lag
+    out = tmp_path / "out"
+    env = base_env(tmp_path, OPENAI_API_KEY="test-key", OPENAI_BASE_URL=emulator.base_url("openai"))
+    async with stdio_client(env) as client:
+        began = time.monotonic()
+        with anyio.move_on_after(2):
+            await client.call_tool("generate_image", {"model": "dall-e-3", "prompt": "a kept fox", "n": 4})
+            pytest.fail("the call should still be waiting on the slow upstream")
+        started = time.monotonic()
+        listing = await client.call_tool("list_models", {})
+        assert not listing.is_error and time.monotonic() - started < 5
+        # Past the moment the slow calls would have answered: had they not been cancelled, their
+        # images would be here now.
+        await anyio.sleep(max(0.0, 5 - (time.monotonic() - began)))
+        images = sorted(out.rglob("*.png"))
+        assert len(images) == 2, images
+        for path in images:
+            with Image.open(path) as image:
+                assert image.size == (1024, 1024)
+            assert path.with_suffix(".json").is_file()
+        assert not [p for p in out.rglob(".partial-*")]
+        after = await client.call_tool("generate_image", {"model": "gpt-image-1", "prompt": "next"})
+        assert not after.is_error, text_of(after)
