@@ -138,34 +138,37 @@ class Generator:
                     batch.saved.append(await self._save(request, artifact, batch.first + j, client, batch.reply.usage))
                     await progress(f"saved image {batch.first + j} of {request.n}")
         except ImagegateError as e:
+            # Errors an adapter raised from a 200 body never passed the client's scrubbing: scrub here.
+            e.message = client.redact(e.message) or e.message
+            e.upstream_message = client.redact(e.upstream_message)
             e.provider = e.provider or request.route.provider
             batch.error = e
 
     async def _save(self, request: ImageRequest, artifact: Artifact, index: int, client: ProviderClient, usage: Any) -> SavedImage:
-        temp = await self._receive(artifact, client)
-        try:
-            info = await anyio.to_thread.run_sync(_probe_file, temp)
-        except UpstreamError:
-            await anyio.to_thread.run_sync(self.store.discard, temp)
-            raise
+        temp, info = await self._receive(artifact, client)
         # If publishing fails, the temporary file stays where it is and the error names it.
         saved = await anyio.to_thread.run_sync(self.store.publish, temp, request.prompt, info.extension, index)
         image = SavedImage(saved.path, info.width, info.height, info.mime, saved.bytes, artifact.revised_prompt, artifact.seed, saved.fallback)
         await anyio.to_thread.run_sync(self.store.write_sidecar, saved, sidecar(request, image, index, usage))
         return image
 
-    async def _receive(self, artifact: Artifact, client: ProviderClient) -> Path:
+    async def _receive(self, artifact: Artifact, client: ProviderClient) -> tuple[Path, ImageInfo]:
+        """The artifact in a temporary file, checked to be an image (the bytes never read twice)."""
         if artifact.data is not None:
-            return await anyio.to_thread.run_sync(self.store.write_bytes, artifact.data)
+            return await anyio.to_thread.run_sync(self._write_checked, artifact.data)
         assert artifact.url is not None
         temp, handle = await anyio.to_thread.run_sync(self.store.temp_file)
         try:
             async with anyio.wrap_file(handle) as out:
                 await client.download(artifact.url, out.write, MAX_RESULT_BYTES)  # type: ignore[arg-type]
+            return temp, await anyio.to_thread.run_sync(_probe_file, temp)
         except BaseException:
             await anyio.to_thread.run_sync(self.store.discard, temp)
             raise
-        return temp
+
+    def _write_checked(self, data: bytes) -> tuple[Path, ImageInfo]:
+        info = _probe(data)  # refuse what is not an image before it gets a name
+        return self.store.write_bytes(data), info
 
     def _merge(self, request: ImageRequest, work: list[_Batch], seconds: float) -> Outcome:
         saved = tuple(image for batch in work for image in batch.saved)
@@ -183,11 +186,15 @@ class Generator:
         return Outcome(request, saved, calls=len(work), warnings=tuple(warnings), usage=usage, notes=notes, seconds=seconds)
 
 
-def _probe_file(path: Path) -> ImageInfo:
+def _probe(data: bytes) -> ImageInfo:
     try:
-        return probe(path.read_bytes())
+        return probe(data)
     except NotAnImage as e:
         raise UpstreamError(f"returned data that is not a usable image (it {e})") from None
+
+
+def _probe_file(path: Path) -> ImageInfo:
+    return _probe(path.read_bytes())
 
 
 async def _fetch(client: ProviderClient, url: str, limit: int) -> bytes:

@@ -17,8 +17,9 @@ from .imaging import NotAnImage, make_preview
 
 __all__ = ["PREVIEW_TOTAL_BYTES", "ImageResult", "Preview", "make_previews", "metadata", "summary"]
 
-PREVIEW_TOTAL_BYTES = 96 * 1024
-"""All previews of one result together stay under this (Claude Code counts images against its cap)."""
+PREVIEW_TOTAL_BYTES = 72 * 1024
+"""All previews of one result together, raw: about 96 KiB once base64-encoded, which is what a client
+receives and counts (Claude Code counts images against its token cap; research §3)."""
 MIN_PREVIEW_BYTES = 6 * 1024
 
 
@@ -96,28 +97,28 @@ def _wants_alpha(outcome: Outcome) -> bool:
     return outcome.request.knobs.get("background") == "transparent"
 
 
-def _previews_sync(outcome: Outcome, max_edge: int, max_bytes: int) -> tuple[list[Preview], list[str]]:
-    previews: list[Preview] = []
-    dropped: list[str] = []
-    remaining = PREVIEW_TOTAL_BYTES
-    for image in outcome.images:
-        budget = min(max_bytes, remaining)
-        made = None
-        if budget >= MIN_PREVIEW_BYTES:
-            try:
-                made = make_preview(image.path.read_bytes(), max_edge, budget, keep_alpha=_wants_alpha(outcome))
-            except (OSError, NotAnImage):
-                made = None
-        if made is None:
-            dropped.append(image.path.name)
-            continue
-        data, mime, width, height = made
-        previews.append(Preview(data, mime, width, height))
-        remaining -= len(data)
-    notes = [f"previews omitted to stay within the result budget: {', '.join(dropped)} (open the saved files)"] if dropped else []
-    return previews, notes
+def _preview(image: SavedImage, max_edge: int, budget: int, alpha: bool) -> Preview | None:
+    try:
+        made = make_preview(image.path.read_bytes(), max_edge, budget, keep_alpha=alpha)
+    except (OSError, NotAnImage):
+        return None
+    return Preview(*made) if made else None
 
 
 async def make_previews(outcome: Outcome, max_edge: int, max_bytes: int) -> tuple[list[Preview], list[str]]:
-    """Previews for every image that fits the per-image and per-result budgets, off the event loop."""
-    return await anyio.to_thread.run_sync(_previews_sync, outcome, max_edge, max_bytes)
+    """Previews within the per-image cap and an equal share of the result budget, made
+    concurrently off the event loop; images past what the budget can show get none, and a note."""
+    images = outcome.images
+    shown = min(len(images), PREVIEW_TOTAL_BYTES // MIN_PREVIEW_BYTES)
+    budget = min(max_bytes, PREVIEW_TOTAL_BYTES // max(shown, 1))
+    made: list[Preview | None] = [None] * shown
+
+    async def one(i: int) -> None:
+        made[i] = await anyio.to_thread.run_sync(_preview, images[i], max_edge, budget, _wants_alpha(outcome))
+
+    async with anyio.create_task_group() as group:
+        for i in range(shown):
+            group.start_soon(one, i)
+    dropped = [image.path.name for image, preview in zip(images, made + [None] * (len(images) - shown), strict=True) if preview is None]
+    notes = [f"previews omitted to stay within the result budget: {', '.join(dropped)} (open the saved files)"] if dropped else []
+    return [p for p in made if p is not None], notes

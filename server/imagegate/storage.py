@@ -95,22 +95,38 @@ class Store:
         raise StorageError(f"cannot write to {self.root} nor to the fallback {self.fallback}; the image is at {temp}")
 
     def _link_unique(self, temp: Path, folder: Path, stem: str, extension: str, index: int) -> Path:
-        # os.link fails if the name exists: two calls in the same second never overwrite each other.
+        # A name is taken only if the image and its sidecar name are both free: the image is linked
+        # (os.link fails if it exists: concurrent calls never overwrite each other), the sidecar
+        # name reserved with O_EXCL (a .png and a .jpg of the same stem never share one).
         for k in range(index, index + MAX_NAME_TRIES):
             final = folder / f"{stem}-{k}.{extension}"
-            try:
-                os.link(temp, final)
-                return final
-            except FileExistsError:
+            if not self._claim(temp, final):
                 continue
-            except OSError:  # a filesystem without hard links: reserve the name, then replace it
-                try:
-                    os.close(os.open(final, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
-                except FileExistsError:
-                    continue
-                os.replace(temp, final)
-                return final
+            try:
+                os.close(os.open(final.with_suffix(".json"), os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+            except FileExistsError:
+                if temp.exists():
+                    final.unlink()
+                else:
+                    os.replace(final, temp)  # it was moved, not linked: put it back
+                continue
+            return final
         raise OSError(f"no free name for {stem} in {folder}")
+
+    @staticmethod
+    def _claim(temp: Path, final: Path) -> bool:
+        try:
+            os.link(temp, final)
+            return True
+        except FileExistsError:
+            return False
+        except OSError:  # a filesystem without hard links: reserve the name, then replace it
+            try:
+                os.close(os.open(final, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+            except FileExistsError:
+                return False
+            os.replace(temp, final)
+            return True
 
     def write_sidecar(self, saved: SavedFile, metadata: Mapping[str, Any]) -> None:
         """The sidecar: request, route, revised prompt, seed, usage (an allowlist built by the caller)."""

@@ -7,6 +7,7 @@ benchmarks measure the server under test, not Pillow; nothing here knows HTTP or
 from __future__ import annotations
 
 import io
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
@@ -23,6 +24,8 @@ FORMATS: dict[str, tuple[str, str]] = {
 }
 ALPHA_MODES = frozenset({"RGBA", "LA", "PA", "RGBa", "La"})
 CACHE_SIZE = 128
+TEXTURE = os.environ.get("IMAGEGATE_EMULATOR_TEXTURE", "smooth")
+"""'noise' adds photo-like grain, so PNGs weigh what real results weigh (benchmarks); 'smooth' is cheap."""
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,9 @@ def render(width: int, height: int, fmt: str = "png", transparent: bool = False)
     size = (width, height)
     ramp = Image.linear_gradient("L")
     picture = Image.merge("RGB", (ramp.resize(size), ramp.rotate(90).resize(size), Image.new("L", size, 160)))
+    if TEXTURE == "noise":
+        grain = Image.merge("RGB", [Image.effect_noise(size, 48 + 8 * band) for band in range(3)])
+        picture = Image.blend(picture, grain, 0.35)
     if transparent and fmt != "jpeg":
         picture.putalpha(ramp.transpose(Image.Transpose.FLIP_TOP_BOTTOM).resize(size))
     font = ImageFont.load_default(size=max(10, min(width, height) // 8))

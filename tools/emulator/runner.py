@@ -155,9 +155,9 @@ def start_thread(host: str = "127.0.0.1", port: int = 0) -> Iterator[EmulatorCli
 
 @contextmanager
 def start_subprocess(
-    host: str = "127.0.0.1", port: int = 0, log_level: str = "warning"
+    host: str = "127.0.0.1", port: int = 0, log_level: str = "warning", env: dict[str, str] | None = None
 ) -> Iterator[EmulatorClient]:
-    """Serve a fresh emulator from `python -m tools.emulator` until the block ends."""
+    """Serve a fresh emulator from `python -m tools.emulator` until the block ends (`env` adds variables)."""
     command = [
         sys.executable,
         "-m",
@@ -170,8 +170,8 @@ def start_subprocess(
         log_level,
     ]
     paths = [str(REPO_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
-    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env) as process:
+    child_env = {**os.environ, **(env or {}), "PYTHONPATH": os.pathsep.join(paths)}
+    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=child_env) as process:
         try:
             assert process.stdout is not None
             line = process.stdout.readline().split()

@@ -5,7 +5,6 @@ OpenAI-compatible provider from the config file; their differences are route dat
 
 from __future__ import annotations
 
-import base64
 import binascii
 from dataclasses import dataclass
 from typing import Any
@@ -84,8 +83,10 @@ def build_request(job: Job) -> WireRequest:
 
 
 def _decode(b64: str) -> bytes:
+    # The lenient decoder is several times faster on tens of megabytes; whatever it lets through
+    # that is not an image is caught when the bytes are probed before saving.
     try:
-        return base64.b64decode(b64, validate=True)
+        return binascii.a2b_base64(b64)
     except (binascii.Error, ValueError):
         raise UpstreamError("returned base64 image data that does not decode") from None
 

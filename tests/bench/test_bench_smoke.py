@@ -1,0 +1,26 @@
+"""The benchmark runs end to end in CI (smoke mode), so it cannot rot. Timings are for the
+README's table, not for pass/fail: this test checks only that every measurement was made."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_benchmark_smoke_run_measures_everything(tmp_path):
+    out = tmp_path / "bench.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "tools.bench", "--smoke", "--json", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert {r["reply"] for r in report["latency"]} == {"b64_json", "url"}
+    assert report["fan_out"]["n"] == 4 and report["fan_out"]["wall_s"] > 0
+    assert report["memory"]["peak_mb"] >= report["memory"]["idle_mb"] > 0
+    assert report["startup"]["ratio"] > 0
+    assert set(report["context"]) == {"tools_list_one_provider", "tools_list_all_providers", "generate_result_1024", "generate_result_2048_n4"}
+    assert "added latency" in done.stdout
