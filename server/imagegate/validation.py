@@ -161,13 +161,12 @@ class Validator:
         check_object(self.structure[f"{tool}_image"], args, f"{tool}_image")
         route = self.router.choose(args["model"], args.get("provider"), tool)
         images = tuple(args.get("images", ()))
-        exact = route_schema(route, tool, self.knob_defs, with_references=bool(images))
+        exact = route_schema(route, tool, self.knob_defs, references=len(images))
         del exact["properties"]["size"]  # resolve_size reads the same rule and says more (ratios, tiers)
         check_object(exact, args, route.where)
         self._check_forms(route, images, args.get("mask"))
         self._check_extra(args.get("extra", {}))
-        rule = route.sizes_with_references if images and route.sizes_with_references else route.sizes
-        size = resolve_size(rule, args.get("size"), args.get("resolution"), route.where)
+        size = resolve_size(route.size_rule(len(images)), args.get("size"), args.get("resolution"), route.where)
         knobs = {k: args[k] for k in route.knobs_for(tool) if k in args}
         return ImageRequest(
             tool=tool,

@@ -27,6 +27,7 @@ class Route:
     capabilities: frozenset[Capability]
     sizes: SizeRule
     sizes_with_references: SizeRule | None
+    references_from: int
     max_n: int
     per_call: int
     output_formats: tuple[str, ...]
@@ -47,6 +48,12 @@ class Route:
 
     def can(self, capability: Capability) -> bool:
         return capability in self.capabilities
+
+    def size_rule(self, references: int) -> SizeRule:
+        """The size rule for a call with this many input images."""
+        if self.sizes_with_references is not None and references >= self.references_from:
+            return self.sizes_with_references
+        return self.sizes
 
 
 def _merge_inputs(base: InputLimits, over: InputLimits) -> InputLimits:
@@ -77,6 +84,7 @@ def merge_route(model_id: str, model: ModelSpec, provider_id: str, provider: Pro
         capabilities=frozenset(offering.capabilities or model.capabilities),
         sizes=offering.sizes or model.sizes,
         sizes_with_references=offering.sizes_with_references or model.sizes_with_references,
+        references_from=offering.sizes_with_references_from or model.sizes_with_references_from or 1,
         max_n=offering.max_n or model.max_n,
         per_call=offering.per_call or model.per_call,
         output_formats=tuple(offering.output_formats or model.output_formats),

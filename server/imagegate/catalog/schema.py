@@ -131,13 +131,13 @@ def flat_schema(
     return {"type": "object", "properties": props, "required": required, "additionalProperties": False}
 
 
-def route_schema(route: Route, tool: str, knob_defs: Mapping[str, KnobDef], with_references: bool = False) -> Schema:
+def route_schema(route: Route, tool: str, knob_defs: Mapping[str, KnobDef], references: int = 0) -> Schema:
     """The exact schema of one route: every property it accepts, with its own limits.
 
     A knob the route does not take is the schema `false`; size arithmetic beyond an enum
     (ranges, multiples) is checked by `sizes.resolve_size`, which reads the same rule.
     """
-    rule = route.sizes_with_references if with_references and route.sizes_with_references else route.sizes
+    rule = route.size_rule(references)
     props: Schema = {"size": _size_property([rule], exact=True), "n": {"type": "integer", "minimum": 1, "maximum": route.max_n}}
     tiers = rule_tiers(rule)
     props["resolution"] = {"type": "string", "enum": tiers} if tiers else False

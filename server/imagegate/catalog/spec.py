@@ -199,6 +199,8 @@ class _Limits(_Data):
     capabilities: list[Capability] | None = None
     sizes: SizeRule | None = None
     sizes_with_references: SizeRule | None = None
+    sizes_with_references_from: Annotated[int, Field(ge=1)] | None = None
+    """How many input images switch to `sizes_with_references` (default 1)."""
     max_n: Annotated[int, Field(ge=1, le=100)] | None = None
     per_call: Annotated[int, Field(ge=1, le=100)] | None = None
     output_formats: list[str] | None = None

@@ -1,0 +1,195 @@
+"""ModelGate gateway protocol (shared/seeds/000_04e54511d4d1ae45.txt): one JSON endpoint,
+`POST /images/generations`, for text-to-image and reference-image calls alike. Owns the
+request body (field order per model family), the reply's three image spellings and the
+`status`/`code` error shapes; it does not fan out, retry or check sizes (the catalog does).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from ..errors import (
+    AuthFailed,
+    ContentRefused,
+    ImagegateError,
+    InsufficientBalance,
+    NoImagesReturned,
+    RateLimited,
+    UpstreamError,
+)
+from .base import AdapterReply, Artifact, InputImage, Job
+from .http import ProviderClient, default_error
+
+__all__ = ["build_request", "classify_error", "parse_reply", "run"]
+
+PATH = "/images/generations"
+DEFAULT_OUTPUT_FORMAT = "png"  # the doc's parameter table: required, default png
+DEFAULT_OUTPUT_TYPE = "base64"
+# The doc's "参数顺序说明" gives two field orders; `wire.dialect` says which a route uses.
+# Doubao sends number_results; the Google examples leave it out (one image per request).
+ORDERS = {
+    "doubao": ("output_type", "number_results", "model", "prompt", "size", "output_format"),
+    "google": ("model", "prompt", "size", "output_type", "output_format"),
+}
+DEFAULT_DIALECT = "google"
+SERVER_ERRORS = {500, 503, 508}  # the doc's error example: "服务器错误,请稍后重试"
+SUCCESS_CODES = {None, 0, 200}  # a reply without `code`, or one a gateway marks as fine
+ERROR_STATUSES = {"error", "failed"}  # `status`: completed 成功, failed 失败, error 错误
+# The doc asks callers to moderate prompts ("内容审核") but shows no refusal message:
+# these words in an upstream message mark a content-policy refusal (a guess).
+MODERATION = re.compile(
+    r"moderation|sensitive (?:content|word|information|image)|content[ _-]?polic"
+    r"|safety (?:system|filter|check|polic)|inappropriate|审核|敏感|违规|违禁",
+    re.I,
+)
+DATA_URL = re.compile(r"^data:([\w/+.-]+)?(?:;[\w=-]+)*;base64,(.*)$", re.S | re.I)
+
+
+class _Item(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    url: str | None = None
+    b64_json: str | None = None
+    content: str | None = None
+
+
+class _Reply(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    task_id: str | None = None
+    request_id: str | None = None
+    data: list[_Item] | None = None
+    usage: list[Any] | dict[str, Any] | None = None
+
+
+def _seed_image(image: InputImage) -> str:
+    # Seedream takes URL or base64 ("支持 Base64 和 URL 格式"); the doc shows neither, so bytes go
+    # as a data URL, the form Seedream's own API (Ark) takes (a guess for ModelGate).
+    return image.url if image.url is not None else image.data_url()
+
+
+def build_request(job: Job) -> dict[str, Any]:
+    """The JSON body, its fields in the order the doc's own examples send them."""
+    values: dict[str, Any] = {
+        "output_type": job.route.wire.response_format or DEFAULT_OUTPUT_TYPE,
+        "number_results": job.count,
+        "model": job.route.upstream,
+        "prompt": job.prompt,
+        "size": job.size.pixels,
+        "output_format": job.knobs.get("output_format", DEFAULT_OUTPUT_FORMAT),
+    }
+    order = ORDERS[job.route.wire.dialect or DEFAULT_DIALECT]
+    body = {name: values[name] for name in order if values[name] is not None}
+    if job.images:
+        body["seed_images"] = [_seed_image(image) for image in job.images]
+    body.update(job.extra)
+    return body
+
+
+def _decode(text: str) -> bytes:
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise UpstreamError("returned base64 image data that does not decode") from None
+
+
+def _artifact(item: _Item) -> Artifact | None:
+    """The doc shows `url`, `b64_json` (its code samples) and `content` as a data URL (its reply sample)."""
+    if item.url:
+        return Artifact(url=item.url)
+    if item.b64_json:
+        return Artifact(data=_decode(item.b64_json))
+    if not item.content:
+        return None
+    if item.content.startswith(("http://", "https://")):
+        return Artifact(url=item.content)
+    match = DATA_URL.match(item.content)
+    if match is None:
+        return Artifact(data=_decode(item.content))
+    return Artifact(data=_decode(match[2]), mime=match[1] or None)
+
+
+def _usage(reply: _Reply) -> dict[str, Any] | None:
+    # `usage` is a list (one entry per image), kept whole; the ids let a call be traced with ModelGate.
+    fields = {"usage": reply.usage, "task_id": reply.task_id, "request_id": reply.request_id}
+    kept = {key: value for key, value in fields.items() if value}
+    return kept or None
+
+
+def parse_reply(body: Any, provider: str = "modelgate") -> AdapterReply:
+    """Images and usage from a reply; an error in a 200 body is raised as the error it is."""
+    if isinstance(body, dict) and (body.get("status") in ERROR_STATUSES or _code(body) not in SUCCESS_CODES):
+        raise classify_error(200, body, provider)
+    try:
+        reply = _Reply.model_validate(body)
+    except ValidationError:
+        raise UpstreamError(f"{provider} answered in a shape that is not an image reply") from None
+    artifacts = tuple(a for a in map(_artifact, reply.data or []) if a is not None)
+    if not artifacts:
+        raise NoImagesReturned(f"{provider} answered without any image")
+    return AdapterReply(artifacts=artifacts, usage=_usage(reply))
+
+
+def _code(body: dict[str, Any]) -> int | None:
+    code = body.get("code")
+    if isinstance(code, bool):
+        return None
+    if isinstance(code, str) and code.isdigit():
+        return int(code)
+    return code if isinstance(code, int) else None
+
+
+def _message(body: Any) -> str | None:
+    """The doc's `message.error.message`, or the flatter shapes a gateway may also send."""
+    if not isinstance(body, dict):
+        return body[:300] if isinstance(body, str) and body.strip() else None
+    for outer in (body.get("message"), body):
+        error = outer.get("error") if isinstance(outer, dict) else None
+        if isinstance(error, dict) and isinstance(error.get("message"), str) and error["message"]:
+            return str(error["message"])
+    for key in ("message", "msg", "error"):
+        if isinstance(body.get(key), str) and body[key]:
+            return str(body[key])
+    return None
+
+
+def classify_error(status: int, body: Any, provider: str) -> ImagegateError:
+    """Map an error (HTTP status, or the body's numeric `code`, which wins) to the error tree."""
+    code = (_code(body) if isinstance(body, dict) else None) or status
+    message = _message(body)
+    kw: dict[str, Any] = {"provider": provider, "upstream_message": message}
+    if message and MODERATION.search(message):
+        return ContentRefused(f"{provider} refused the request on content grounds; rephrase the prompt", **kw)
+    if code in (401, 403):
+        return AuthFailed(f"{provider} rejected the API key (code {code}); check the key", **kw)
+    if code == 402:
+        return InsufficientBalance(f"{provider} says the balance is insufficient (code 402); top it up", **kw)
+    if code == 429:
+        return _rate_limited(body, provider, kw)
+    if code in SERVER_ERRORS:
+        text = f"{provider} had a server error (code {code}); try again later"
+        return UpstreamError(text, status=code, retryable=True, **kw)
+    if code == 400:
+        return UpstreamError(f"{provider} rejected the request (code 400)", status=400, **kw)
+    if status == 200:
+        state = body.get("status") if isinstance(body, dict) else None
+        return UpstreamError(f"{provider} answered with status {state or 'error'}", **kw)
+    fallback = default_error(code, body, provider)
+    fallback.upstream_message = message or fallback.upstream_message
+    return fallback
+
+
+def _rate_limited(body: Any, provider: str, kw: dict[str, Any]) -> RateLimited:
+    # The doc's handler retries a 429 only when the body says `is_retry`; without the flag, assume it may.
+    error = RateLimited(f"{provider} is rate limiting (code 429); try again later", **kw)
+    error.retryable = body.get("is_retry") is not False if isinstance(body, dict) else True
+    return error
+
+
+async def run(job: Job, client: ProviderClient) -> AdapterReply:
+    """One generations call (with seed_images for edits)."""
+    body = await client.post_json(PATH, build_request(job), classify_error)
+    return parse_reply(body, client.profile.id)
