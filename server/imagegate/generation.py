@@ -176,6 +176,7 @@ class Generator:
         if not saved:
             raise errors[0] if errors else NoImagesReturned(f"{request.route.where} returned no image", provider=request.route.provider)
         warnings = [w.text() for b in work if b.reply for w in b.reply.warnings]
+        warnings += [f"{request.route.provider}: {f}" for b in work if b.reply for f in b.reply.failures]
         if len(saved) < request.n:
             reasons = "; ".join(dict.fromkeys(e.agent_text() for e in errors)) or "the upstream returned fewer images"
             warnings.append(f"{len(saved)} of {request.n} images were made: {reasons}")

@@ -15,7 +15,7 @@ from pathlib import Path
 import anyio
 
 from .catalog import Route
-from .errors import InvalidRequest
+from .errors import ImagegateError, InvalidRequest
 from .imaging import ImageInfo, NotAnImage, probe
 from .providers.base import InputImage
 from .validation import ImageRequest, input_form
@@ -98,7 +98,10 @@ async def _load_one(name: str, ref: str, route: Route, fetch: Fetch, mask: bool 
     elif form == "base64":
         data = _decode_data_url(name, ref, limit)
     else:
-        data = await fetch(ref, limit)
+        try:
+            data = await fetch(ref, limit)
+        except ImagegateError as e:  # the agent's URL, not the provider, failed: say which input
+            raise _refuse(name, ref, "a reachable http(s) image URL", f"could not be downloaded: {e.message}") from None
     info = await anyio.to_thread.run_sync(_check_image, name, ref, data, route, mask)
     return InputImage(name=name, mime=info.mime, width=info.width, height=info.height, data=data)
 

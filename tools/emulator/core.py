@@ -49,6 +49,7 @@ PROVIDERS: dict[str, str] = {
     "zhaotou": "openai_images",
     "modelmax": "openai_images",
     "compat": "openai_images",
+    "atalk": "atalk",
     "modelgate": "modelgate",
 }
 ABORT_KEY = "emulator.abort"  # scope key set by runner.py: closes this request's socket without a reply

@@ -135,6 +135,11 @@ def _retry_after(headers: Mapping[str, str]) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
+def _host(url: str) -> str:
+    """Where a URL points, without its path and query (signed URLs carry tokens there)."""
+    return urlsplit(url).netloc or "the server"
+
+
 def _parse_body(content: bytes) -> Any:
     try:
         return json.loads(content)
@@ -248,18 +253,18 @@ class ProviderClient:
         try:
             async with self._http.stream("GET", url, headers=headers, follow_redirects=not headers) as response:
                 if not response.is_success:
-                    raise UpstreamError(f"the image URL from {self.profile.id} answered HTTP {response.status_code} (expired?)", provider=self.profile.id, status=response.status_code)
+                    raise UpstreamError(f"{_host(url)} answered HTTP {response.status_code} for the image (expired?)", provider=self.profile.id, status=response.status_code)
                 total = 0
                 async for chunk in response.aiter_bytes():
                     total += len(chunk)
                     if total > max_bytes:
-                        raise UpstreamError(f"the image from {self.profile.id} is larger than {max_bytes} bytes", provider=self.profile.id)
+                        raise UpstreamError(f"the image at {_host(url)} is larger than {max_bytes} bytes", provider=self.profile.id)
                     await sink(chunk)
                 return response.headers.get("content-type")
         except httpx2.TimeoutException:
-            raise UpstreamTimeout(f"downloading the image from {self.profile.id} timed out", provider=self.profile.id) from None
-        except httpx2.TransportError as e:
-            raise UpstreamError(f"could not download the image from {self.profile.id} ({type(e).__name__})", provider=self.profile.id) from None
+            raise UpstreamTimeout(f"downloading the image from {_host(url)} timed out", provider=self.profile.id) from None
+        except (httpx2.TransportError, httpx2.InvalidURL) as e:
+            raise UpstreamError(f"could not download the image from {_host(url)} ({type(e).__name__})", provider=self.profile.id) from None
 
     async def poll(
         self,
