@@ -127,7 +127,7 @@ async def _image_result(service: Service, outcome: Outcome) -> types.CallToolRes
     settings = service.settings
     previews, notes = await make_previews(outcome, settings.preview_max_edge, settings.preview_max_bytes)
     meta = metadata(outcome, notes)
-    text = summary(outcome) + "\n" + json.dumps(meta, ensure_ascii=False, separators=(",", ":"))
+    text = summary(outcome, notes) + "\n" + json.dumps(meta, ensure_ascii=False, separators=(",", ":"))
     content: list[types.ContentBlock] = [types.TextContent(type="text", text=text)]
     content += [types.ImageContent(type="image", data=base64.b64encode(p.data).decode(), mime_type=p.mime) for p in previews]
     if settings.resource_links:

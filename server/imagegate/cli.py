@@ -107,8 +107,6 @@ async def _image_command(service: Service, args: argparse.Namespace) -> int:
         await service.aclose()
     meta = metadata(outcome)
     print(json.dumps(meta, indent=2, ensure_ascii=False) if args.json else summary(outcome))
-    for warning in [] if args.json else meta["warnings"]:
-        print(f"warning: {warning}", file=sys.stderr)
     return EXIT_OK
 
 

@@ -89,7 +89,7 @@ def _check_image(name: str, ref: str, data: bytes, route: Route, mask: bool) -> 
 
 async def _load_one(name: str, ref: str, route: Route, fetch: Fetch, mask: bool = False) -> InputImage:
     form = input_form(ref)
-    forms = route.inputs.forms or ["url", "base64", "file"]
+    forms = route.inputs.forms or ["base64", "file"]  # a URL goes through only where a route lists "url"
     if form == "url" and "url" in forms:
         return InputImage(name=name, mime="", width=0, height=0, url=ref)  # the upstream fetches it itself
     limit = route.inputs.max_bytes or DEFAULT_MAX_INPUT_BYTES

@@ -84,12 +84,13 @@ def metadata(outcome: Outcome, extra_warnings: Sequence[str] = ()) -> dict[str, 
     return result.model_dump(mode="json", exclude_none=True)
 
 
-def summary(outcome: Outcome) -> str:
-    """One or two lines a person or an agent reads first."""
+def summary(outcome: Outcome, extra_warnings: Sequence[str] = ()) -> str:
+    """What a person or an agent reads first: what was made, where it is, what went wrong."""
     route = outcome.request.route
     count = len(outcome.images)
     head = f"{count} image{'s' if count != 1 else ''} from {route.model} via {route.provider} in {outcome.seconds:.1f} s ({outcome.calls} call{'s' if outcome.calls != 1 else ''}):"
     lines = [head, *(f"- {i.path} ({i.width}x{i.height})" for i in outcome.images)]
+    lines += [f"warning: {w}" for w in (*outcome.warnings, *extra_warnings)]
     return "\n".join(lines)
 
 

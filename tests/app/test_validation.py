@@ -4,9 +4,12 @@ named. The expectations are derived from the catalog; the answers come from the 
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from imagegate.catalog import Route, load_catalog
 from imagegate.catalog.sizes import rule_options
@@ -27,10 +30,19 @@ def tool_of(route: Route) -> str:
     return "generate_image" if route.can("generate") else "edit_image"
 
 
+INPUT_PNG = Path(tempfile.mkdtemp()) / "input.png"
+Image.new("RGB", (1024, 1024), "teal").save(INPUT_PNG)
+
+
+def an_input(route: Route) -> str:
+    """An input the route takes without a download: a URL where it lists URLs, else a local file."""
+    return "https://example.com/in.png" if "url" in (route.inputs.forms or ()) else str(INPUT_PNG)
+
+
 def base_args(route: Route) -> dict:
     args = {"model": route.model, "provider": route.provider, "prompt": "a lighthouse at dusk"}
     if tool_of(route) == "edit_image":
-        args["images"] = ["https://example.com/in.png"] * (route.inputs.min_images or 1)
+        args["images"] = [an_input(route)] * (route.inputs.min_images or 1)
     return args
 
 
@@ -68,9 +80,9 @@ def broken_calls(route: Route) -> Iterator[tuple[str, dict, str]]:
         yield name, {**good, name: value}, fragment
     if tool == "edit_image":
         most = route.inputs.max_images or 1
-        yield "images", {**good, "images": ["https://example.com/a.png"] * (most + 1)}, f"images has {most + 1} items"
+        yield "images", {**good, "images": [an_input(route)] * (most + 1)}, f"images has {most + 1} items"
         if not route.can("mask"):
-            yield "mask", {**good, "mask": "https://example.com/m.png"}, "mask is not supported"
+            yield "mask", {**good, "mask": an_input(route)}, "mask is not supported"
     if not any(o.tier for o in rule_options(route.sizes)) and not route.sizes.tiers:
         yield "resolution", {**good, "resolution": "2K"}, "resolution"
 

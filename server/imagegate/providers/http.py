@@ -66,7 +66,8 @@ class ProviderProfile:
         if (target.scheme, target.netloc) == (base.scheme, base.netloc):
             return True
         host = target.hostname or ""
-        return target.scheme == "https" and any(host == s.lstrip(".") or host.endswith(s) for s in self.trusted_suffixes)
+        domains = [s.lstrip(".") for s in self.trusted_suffixes]  # "bfl.ai" must not match "evilbfl.ai"
+        return target.scheme == "https" and any(host == d or host.endswith("." + d) for d in domains)
 
 
 @dataclass(frozen=True)
