@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -132,7 +132,7 @@ class Generator:
         )
         try:
             async with self.limiter:
-                batch.reply = await adapter(job, client)
+                batch.reply = _scrubbed(await adapter(job, client), client)
             with anyio.CancelScope(shield=True):
                 for j, artifact in enumerate(batch.reply.artifacts):
                     batch.saved.append(await self._save(request, artifact, batch.first + j, client, batch.reply.usage))
@@ -185,6 +185,13 @@ class Generator:
         usage = tuple(b.reply.usage for b in work if b.reply and b.reply.usage)
         notes = tuple(n for b in work if b.reply and (n := b.reply.note))
         return Outcome(request, saved, calls=len(work), warnings=tuple(warnings), usage=usage, notes=notes, seconds=seconds)
+
+
+def _scrubbed(reply: AdapterReply, client: ProviderClient) -> AdapterReply:
+    """Texts from a 200 body never passed the HTTP client's scrubbing: remove the key from them here."""
+    warnings = tuple(replace(w, detail=client.redact(w.detail) or "") for w in reply.warnings)
+    failures = tuple(client.redact(f) or "" for f in reply.failures)
+    return replace(reply, warnings=warnings, failures=failures, note=client.redact(reply.note))
 
 
 def _probe(data: bytes) -> ImageInfo:

@@ -22,6 +22,7 @@ __all__ = ["PROTOCOLS", "Registry"]
 PROTOCOLS = {
     "openai_images": "imagegate.providers.openai_images",
     "atalk": "imagegate.providers.atalk",
+    "ark": "imagegate.providers.ark",
     "modelgate": "imagegate.providers.modelgate",
 }
 """Protocol id (a provider's `protocol` in the catalog) -> the adapter module that speaks it."""
