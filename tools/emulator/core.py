@@ -50,6 +50,7 @@ PROVIDERS: dict[str, str] = {
     "modelmax": "openai_images",
     "compat": "openai_images",
     "ark": "ark",
+    "mixroute": "mixroute",
     "atalk": "atalk",
     "modelgate": "modelgate",
 }

@@ -1,0 +1,400 @@
+"""The MixRoute adapter's pure parts: per-family request bodies checked against the doc's own curl examples,
+both reply shapes (bare and `{code, msg, data}`) and error classification, with the doc's examples as fixtures
+(tests/fixtures/mixroute/, from shared/seeds/001_ecfd8d4591bdfd3a.txt); plus one call through a MockTransport
+for what `run` adds (scrubbing texts that arrive in a 200 body)."""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import httpx2
+import pytest
+from pydantic import SecretStr
+
+from imagegate.catalog import ResolvedSize, Route, load_catalog
+from imagegate.catalog.spec import WireOptions
+from imagegate.errors import (
+    AuthFailed,
+    ConfigError,
+    ContentRefused,
+    ImagegateError,
+    InsufficientBalance,
+    NoImagesReturned,
+    RateLimited,
+    UpstreamError,
+    UpstreamTimeout,
+)
+from imagegate.providers.base import InputImage, Job
+from imagegate.providers.http import ProviderClient, ProviderProfile
+from imagegate.providers.mixroute import DIALECTS, build_request, classify_error, parse_reply, run
+
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "mixroute"
+PNG = b"\x89PNG\r\n\x1a\n fake png bytes"
+DATA_URL = "data:image/png;base64," + base64.b64encode(PNG).decode()
+DOC_IMAGE = "data:image/png;base64,iVBORw0KGgoAAxxxx..."  # the doc's truncated placeholder
+KEY = "test-sentinel-mixroute-key"
+
+
+def fixture(name: str) -> Any:
+    return json.loads((FIXTURES / f"{name}.json").read_text())
+
+
+def route(model: str) -> Route:
+    return next(r for r in load_catalog().routes_for(model) if r.provider == "mixroute")
+
+
+def job(model: str, **kw: Any) -> Job:
+    fields: dict[str, Any] = {
+        "tool": "generate",
+        "route": route(model),
+        "prompt": "a red fox",
+        "count": 1,
+        "size": ResolvedSize(),
+        "knobs": {},
+    }
+    return Job(**{**fields, **kw})
+
+
+def image(width: int = 64, height: int = 64) -> InputImage:
+    return InputImage(name="ref", mime="image/png", width=width, height=height, data=PNG)
+
+
+def with_image(body: dict[str, Any], data_url: str) -> dict[str, Any]:
+    """The doc's example with its truncated placeholder image replaced by ours."""
+    return json.loads(json.dumps(body).replace(DOC_IMAGE, data_url))
+
+
+# ---- build_request: the doc's curl examples, field for field
+
+
+def test_every_mixroute_offering_names_a_dialect_the_adapter_speaks():
+    routes = [r for r in load_catalog().routes if r.provider == "mixroute"]
+    assert routes
+    assert {r.wire.dialect for r in routes} == set(DIALECTS)
+
+
+def test_gemini_text_to_image_is_the_docs_example_but_quality():
+    doc = fixture("request_gemini")
+    built = job(
+        "gemini-2.5-flash-image",
+        prompt=doc["prompt"],
+        size=ResolvedSize(ratio="16:9", tier="2K"),
+        knobs={"output_format": "png"},
+        extra={"temperature": 1.1, "top_p": 0.95},
+    )
+    path, body = build_request(built)
+    assert path == "/images/generations"
+    # `quality` has no documented values for Gemini, so it is not offered (see the offering's notes).
+    assert body == {k: v for k, v in doc.items() if k != "quality"}
+
+
+def test_gemini_edit_carries_the_prompt_only_in_contents_text_first():
+    doc = fixture("request_gemini_edit")
+    prompt = doc["contents"][0]["parts"][0]["text"]
+    built = job(
+        "gemini-2.5-flash-image",
+        tool="edit",
+        prompt=prompt,
+        size=ResolvedSize(ratio="16:9", tier="3K"),
+        images=(image(),),
+        extra={"temperature": 1.1, "top_p": 0.95},
+    )
+    _, body = build_request(built)
+    assert "prompt" not in body
+    expected = {k: v for k, v in with_image(doc, DATA_URL).items() if k != "quality"}
+    assert body == {**expected, "n": 1, "response_modalities": "image"}
+
+
+@pytest.mark.parametrize(
+    ("size", "wire"),
+    [
+        (ResolvedSize(), {}),  # no size: the upstream follows the input's aspect, else 1:1
+        (ResolvedSize(tier="4K"), {"image_size": "4K"}),
+        (ResolvedSize(ratio="21:9"), {"size": "21:9"}),
+        (ResolvedSize(ratio="9:16", tier="1K"), {"size": "9:16", "image_size": "1K"}),
+    ],
+)
+def test_gemini_sends_only_the_parts_of_the_size_that_are_known(size, wire):
+    _, body = build_request(job("gemini-3-pro-image-preview", size=size))
+    assert {k: body[k] for k in ("size", "image_size") if k in body} == wire
+
+
+def test_gemini_jpeg_output_is_asked_as_a_mime_type():
+    _, body = build_request(job("gemini-3-pro-image-preview", knobs={"output_format": "jpeg"}))
+    assert body["mime_type"] == "image/jpeg"
+    assert "output_format" not in body
+
+
+def test_seedream_text_to_image_is_the_docs_example():
+    doc = fixture("request_seedream")
+    built = job(
+        "seedream-4.0",
+        prompt=doc["prompt"],
+        size=ResolvedSize(2048, 2048, "1:1", "2K"),
+        knobs={"watermark": False, "seed": 12345},
+        extra={"optimize_prompt_options": {"mode": "standard"}},
+    )
+    assert build_request(built)[1] == doc
+
+
+def test_seedream_edit_is_the_docs_example_with_images_before_the_text():
+    doc = fixture("request_seedream_edit")
+    built = job(
+        "seedream-4.0",
+        tool="edit",
+        prompt=doc["prompt"],
+        size=ResolvedSize(2048, 2048, "1:1", "2K"),
+        knobs={"watermark": False, "seed": 12345},
+        images=(image(),),
+    )
+    assert build_request(built)[1] == with_image(doc, DATA_URL)
+
+
+@pytest.mark.parametrize(
+    ("model", "size", "wire"),
+    [
+        ("seedream-4.0", ResolvedSize(tier="4K"), "4K"),
+        ("seedream-4.5", ResolvedSize(2848, 1600, "16:9", "2K"), "2848x1600"),
+        ("seedream-3.0", ResolvedSize(512, 2048, "1:4"), "512x2048"),
+        ("seededit-3.0", ResolvedSize(auto=True), "adaptive"),
+        ("seededit-3.0", ResolvedSize(), None),
+    ],
+)
+def test_seedream_size_is_pixels_a_bare_tier_or_adaptive(model, size, wire):
+    _, body = build_request(job(model, size=size))
+    assert body.get("size") == wire
+    assert "image_size" not in body and "n" not in body and "response_format" not in body
+
+
+def test_seedream_asks_for_group_mode_only_when_the_route_has_it_and_a_batch_needs_it():
+    assert "sequential_image_generation" not in build_request(job("seedream-4.0"))[1]
+    assert build_request(job("seedream-4.0", count=3))[1]["sequential_image_generation"] == "auto"
+    assert "sequential_image_generation" not in build_request(job("seedream-3.0", count=3))[1]
+
+
+def test_gpt_image_text_to_image_is_the_docs_example():
+    doc = fixture("request_gpt_image")
+    built = job(
+        "gpt-image-1", prompt=doc["prompt"], size=ResolvedSize(1024, 1024, "1:1"), knobs={"quality": "high"}
+    )
+    assert build_request(built)[1] == doc
+
+
+def test_gpt_image_edit_is_the_docs_example_with_the_image_as_a_data_url():
+    doc = fixture("request_gpt_image_edit")
+    built = job(
+        "gpt-image-1",
+        tool="edit",
+        prompt=doc["prompt"],
+        size=ResolvedSize(1024, 1024, "1:1"),
+        knobs={"quality": "high", "input_fidelity": "medium"},
+        images=(image(),),
+    )
+    assert build_request(built)[1] == with_image(doc, DATA_URL)
+
+
+def test_gpt_image_asks_for_the_whole_batch_in_one_call():
+    _, body = build_request(job("gpt-image-1", count=4, size=ResolvedSize(1536, 1024, "3:2")))
+    assert (body["n"], body["size"]) == (4, "1536x1024")
+
+
+def test_qwen_text_to_image_is_the_docs_example_with_the_seed_as_a_string():
+    doc = fixture("request_qwen")
+    text = doc["input"]["messages"][0]["content"][0]["text"]
+    knobs = {"negative_prompt": "1", "prompt_extend": True, "seed": 4, "watermark": True}
+    assert build_request(job("qwen-image-plus", prompt=text, knobs=knobs))[1] == doc
+
+
+def test_qwen_sends_size_as_dashscope_w_star_h_and_images_before_the_text():
+    built = job(
+        "qwen-image-edit-plus",
+        tool="edit",
+        size=ResolvedSize(1024, 768, "4:3"),
+        images=(image(), image(32, 32)),
+    )
+    _, body = build_request(built)
+    assert body["parameters"] == {"size": "1024*768"}
+    assert body["input"]["messages"][0]["content"] == [
+        {"image": DATA_URL},
+        {"image": DATA_URL},
+        {"text": "a red fox"},
+    ]
+    assert "prompt" not in body and "n" not in body
+
+
+def test_a_url_input_is_passed_as_the_url():
+    url_image = InputImage(name="ref", mime="", width=0, height=0, url="https://example.com/in.png")
+    _, body = build_request(job("seedream-4.0", tool="edit", images=(url_image,)))
+    assert body["contents"][0]["parts"][0] == {"image": "https://example.com/in.png"}
+
+
+def test_the_dialect_decides_the_body_not_the_model_name():
+    gpt = route("gpt-image-1")
+    as_gemini = replace(gpt, wire=WireOptions(dialect="gemini"))
+    _, body = build_request(job("gpt-image-1", route=as_gemini, size=ResolvedSize(ratio="1:1")))
+    assert body["model"] == "gpt-image-1"
+    assert body["size"] == "1:1" and body["response_modalities"] == "image"
+
+
+def test_a_route_without_a_dialect_is_a_configuration_error():
+    unknown = replace(route("gpt-image-1"), wire=WireOptions())
+    with pytest.raises(ConfigError, match="wire.dialect"):
+        build_request(job("gpt-image-1", route=unknown))
+
+
+def test_extra_is_merged_last_and_as_is():
+    _, body = build_request(job("gemini-3-pro-image-preview", extra={"temperature": 0.2, "n": 1}))
+    assert body["temperature"] == 0.2
+
+
+# ---- parse_reply: both documented shapes
+
+
+def test_the_docs_wrapped_reply_yields_its_base64_image_and_no_empty_fields():
+    body = fixture("reply_wrapped")
+    body["data"]["data"][0]["b64_json"] = base64.b64encode(PNG).decode()  # the doc's base64 is truncated
+    reply = parse_reply(body)
+    (artifact,) = reply.artifacts
+    assert artifact.data == PNG
+    assert artifact.url is None and artifact.revised_prompt is None  # "" means none
+    assert reply.failures == ()
+
+
+def test_the_docs_truncated_base64_is_an_upstream_error():
+    with pytest.raises(UpstreamError, match="does not decode"):
+        parse_reply(fixture("reply_wrapped"))
+
+
+def test_the_docs_bare_reply_yields_its_url_and_revised_prompt():
+    (artifact,) = parse_reply(fixture("reply_bare")).artifacts
+    assert artifact.url == "https://example.com/generated-image.png"
+    assert artifact.revised_prompt == "一隻可愛的橙色小貓坐在花園裡"
+
+
+def test_usage_is_passed_through_from_either_shape():
+    usage = {"input_tokens": 7, "output_tokens": 4160, "total_tokens": 4167}
+    item = {"b64_json": base64.b64encode(PNG).decode()}
+    assert parse_reply({"created": 1, "data": [item], "usage": usage}).usage == usage
+    wrapped = {"code": 200, "msg": "ok", "data": {"created": 1, "data": [item], "usage": usage}}
+    assert parse_reply(wrapped).usage == usage
+
+
+@pytest.mark.parametrize(
+    ("body", "error", "message"),
+    [
+        ({"code": 401, "msg": "無效的令牌", "data": None}, AuthFailed, "無效的令牌"),
+        ({"code": 402, "msg": "餘額不足", "data": None}, InsufficientBalance, "餘額不足"),
+        ({"code": 429, "msg": "too many requests", "data": None}, RateLimited, "too many requests"),
+        ({"code": 500, "msg": "upstream failed", "data": None}, UpstreamError, "upstream failed"),
+        ({"code": 400, "msg": "sensitive content", "data": None}, ContentRefused, "sensitive"),
+        ({"code": "InvalidParameter", "message": "bad size"}, UpstreamError, "bad size"),
+        ({"error": {"message": "by the safety system", "code": None}}, ContentRefused, "safety system"),
+    ],
+)
+def test_a_wrapped_or_bare_error_in_a_200_body_raises_with_the_upstreams_message(body, error, message):
+    with pytest.raises(error) as raised:
+        parse_reply(body)
+    assert message in (raised.value.upstream_message or "")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"code": 200, "msg": "操作成功", "data": None},
+        {"code": 200, "msg": "操作成功", "data": {"data": [], "created": 1}},
+        {"code": 200, "msg": "操作成功", "data": {"data": [{"url": "", "b64_json": ""}], "created": 1}},
+        {"created": 1, "data": []},
+    ],
+)
+def test_a_success_without_an_image_is_no_images(body):
+    with pytest.raises(NoImagesReturned):
+        parse_reply(body)
+
+
+@pytest.mark.parametrize("body", [[1, 2], "<html>busy</html>", {"code": 200, "data": {"data": "x"}}])
+def test_a_body_of_neither_shape_is_an_upstream_error(body):
+    with pytest.raises(UpstreamError):
+        parse_reply(body)
+
+
+def test_per_image_refusals_are_failures_beside_the_images_that_came():
+    error = {"code": "OutputImageSensitiveContentDetected", "message": "may contain sensitive information"}
+    refused = {"error": error}
+    reply = parse_reply({"created": 1, "data": [{"url": "https://x/1.jpeg"}, refused]})
+    assert len(reply.artifacts) == 1
+    assert reply.failures == ("may contain sensitive information",)
+    with pytest.raises(ContentRefused):
+        parse_reply({"created": 1, "data": [refused]})
+
+
+# ---- classify_error
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "error"),
+    [
+        (401, {"error": {"message": "Invalid token (無效的令牌).", "code": "invalid_api_key"}}, AuthFailed),
+        (403, {"error": {"message": "用户额度不足", "code": "insufficient_user_quota"}}, InsufficientBalance),
+        (402, {"code": 402, "msg": "Insufficient balance (餘額不足)", "data": None}, InsufficientBalance),
+        (429, {"error": {"message": "Rate limit exceeded", "code": "rate_limit_exceeded"}}, RateLimited),
+        (400, {"error": {"message": "rejected", "code": "content_policy_violation"}}, ContentRefused),
+        (400, {"error": {"message": "blocked", "code": "moderation_blocked"}}, ContentRefused),
+        (400, {"code": "DataInspectionFailed", "message": "inappropriate content"}, ContentRefused),
+        (400, {"error": {"code": "InputTextSensitiveContentDetected", "message": "x"}}, ContentRefused),
+        (400, {"code": 400, "msg": "提示詞包含違規內容", "data": None}, ContentRefused),
+        (400, {"error": {"message": "Invalid size", "code": "invalid_parameter"}}, UpstreamError),
+        (500, {"error": {"message": "Internal server error.", "code": "internal_error"}}, UpstreamError),
+        (502, "<html>Bad gateway</html>", UpstreamError),
+        (503, {"code": 503, "msg": "No channel is available", "data": None}, UpstreamError),
+        (504, {"error": {"message": "Gateway timeout"}}, UpstreamTimeout),
+        (200, {"code": 429, "msg": "slow down", "data": None}, RateLimited),
+    ],
+)
+def test_error_replies_map_into_the_tree(status, body, error):
+    classified = classify_error(status, body, "mixroute")
+    assert type(classified) is error
+    assert classified.upstream_message
+
+
+def test_a_classified_error_keeps_the_upstreams_own_message():
+    body = {"code": 402, "msg": "Insufficient balance (餘額不足), please top up.", "data": None}
+    error = classify_error(402, body, "mixroute")
+    assert error.upstream_message == "Insufficient balance (餘額不足), please top up."
+    assert "mixroute" in error.agent_text() and "餘額不足" in error.agent_text()
+
+
+def test_server_errors_stay_retryable_and_client_errors_do_not():
+    assert classify_error(502, {"error": {"message": "x"}}, "mixroute").retryable
+    assert not classify_error(400, {"error": {"message": "x"}}, "mixroute").retryable
+
+
+# ---- run: one call through a MockTransport
+
+
+async def call(reply: httpx2.Response, seen: list[httpx2.Request] | None = None) -> Any:
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        (seen if seen is not None else []).append(request)
+        return reply
+
+    profile = ProviderProfile(id="mixroute", base_url="https://console.mixroute.io/v1", key=SecretStr(KEY))
+    client = ProviderClient(profile, timeout=5, max_retries=0, transport=httpx2.MockTransport(handler))
+    try:
+        return await run(job("gpt-image-1", size=ResolvedSize(1024, 1024, "1:1")), client)
+    finally:
+        await client.aclose()
+
+
+@pytest.mark.anyio
+async def test_run_posts_the_body_with_the_key_and_reads_the_reply():
+    seen: list[httpx2.Request] = []
+    body = {"created": 1, "data": [{"b64_json": base64.b64encode(PNG).decode()}]}
+    reply = await call(httpx2.Response(200, json=body), seen)
+    assert reply.artifacts[0].data == PNG
+    (request,) = seen
+    assert str(request.url) == "https://console.mixroute.io/v1/images/generations"
+    assert request.headers["authorization"] == f"Bearer {KEY}"
+    assert json.loads(request.content)["model"] == "gpt-image-1"
