@@ -25,7 +25,7 @@ from .planner import batches, load_inputs
 from .providers import Registry
 from .providers.base import AdapterReply, Artifact, InputImage, Job
 from .providers.http import ProviderClient
-from .storage import SavedFile, Store
+from .storage import Store
 from .validation import ImageRequest
 
 __all__ = ["Generator", "Outcome", "Progress", "SavedImage"]

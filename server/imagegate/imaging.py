@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from PIL import Image as PILImage
 
-__all__ = ["MAX_INPUT_PIXELS", "ImageInfo", "NotAnImage", "make_preview", "probe"]
+__all__ = ["MAX_INPUT_PIXELS", "ImageInfo", "NotAnImage", "draw_placeholder", "make_preview", "probe"]
 
 MAX_INPUT_PIXELS = 8192 * 8192
 """Decompression-bomb cap: nothing larger is decoded, from an agent or from an upstream."""
@@ -121,3 +121,27 @@ def make_preview(data: bytes, max_edge: int, max_bytes: int, keep_alpha: bool = 
             return None
         small.thumbnail((edge, edge), PREVIEW_RESAMPLE)
     return None
+
+
+def draw_placeholder(width: int, height: int, prompt: str, label: str, seed: int, inputs: tuple[bytes, ...] = ()) -> bytes:
+    """A deterministic test picture: a seeded colour field, the prompt, the size and `label`,
+    with thumbnails of the input images for edits. PNG bytes."""
+    import random
+    import textwrap
+
+    from PIL import Image, ImageDraw, ImageFont
+
+    rng = random.Random(seed)
+    top, bottom = (tuple(rng.randrange(40, 200) for _ in range(3)) for _ in range(2))
+    picture = Image.linear_gradient("L").resize((width, height))
+    picture = Image.composite(Image.new("RGB", (width, height), top), Image.new("RGB", (width, height), bottom), picture)
+    for i, data in enumerate(inputs[:4]):
+        thumb = _shrunk(_open(data).convert("RGB"), max(16, min(width, height) // 4))
+        picture.paste(thumb, (8 + i * (thumb.width + 8), height - thumb.height - 8))
+    draw = ImageDraw.Draw(picture)
+    font = ImageFont.load_default(size=max(10, min(width, height) // 16))
+    lines = [label, f"{width}x{height}", *textwrap.wrap(prompt, width=max(12, width // (font.size // 2 + 1)))[:6]]
+    draw.multiline_text((width / 2, height / 2), "\n".join(lines), fill="white", anchor="mm", align="center", font=font, stroke_width=2, stroke_fill="black")
+    out = io.BytesIO()
+    picture.save(out, "PNG")
+    return out.getvalue()

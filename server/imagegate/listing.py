@@ -115,9 +115,12 @@ def list_models(router: Router, provider: str | None = None, capability: str | N
     entries.sort(key=lambda e: (not e.available, e.id))
     configured = router.configured_providers()
     hint = None
-    if not configured:
+    if not router.has_real_provider():
         names = [v for p in router.provider_order if (v := router.credentials[p].key_env)]
-        hint = f"No provider is configured: set one of {', '.join(names)}."
+        hint = (
+            f"No provider key is set, so only the offline placeholder model is offered (test images, no upstream); "
+            f"set one of {', '.join(names)} for real models."
+        )
     return ModelsAnswer(models=entries, configured_providers=configured, hint=hint)
 
 

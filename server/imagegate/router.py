@@ -25,6 +25,7 @@ class Router:
         self.credentials: Mapping[str, Credentials] = settings.credentials(catalog)
         self.provider_order = self._order(settings)
         self.enabled = self._enabled(settings)
+        self.explicit_models = bool(settings.enabled_models)
         rank = {pid: i for i, pid in enumerate(self.provider_order)}
         self.routes: tuple[Route, ...] = tuple(
             sorted((r for r in catalog.routes if r.model in self.enabled), key=lambda r: rank[r.provider])
@@ -65,12 +66,25 @@ class Router:
     def configured_providers(self) -> list[str]:
         return [p for p in self.provider_order if self.configured(p)]
 
+    def has_real_provider(self) -> bool:
+        """Whether any provider that makes real images (not the offline placeholder) has a key."""
+        return any(self.catalog.providers[p].kind != "offline" for p in self.configured_providers())
+
     def offered_routes(self, tool: str | None = None, configured_only: bool = True) -> list[Route]:
         """Routes (of configured providers only, by default) able to serve a tool, best first."""
         cap = TOOL_CAPABILITY.get(tool) if tool else None
+        hidden = self._hidden_offline()
         return [
-            r for r in self.routes if (self.configured(r.provider) or not configured_only) and (cap is None or r.can(cap))
+            r
+            for r in self.routes
+            if (self.configured(r.provider) or not configured_only) and (cap is None or r.can(cap)) and r.provider not in hidden
         ]
+
+    def _hidden_offline(self) -> set[str]:
+        """The placeholder is advertised only while no real provider has a key (it stays callable)."""
+        if not self.has_real_provider() or self.explicit_models:
+            return set()
+        return {p for p, spec in self.catalog.providers.items() if spec.kind == "offline"}
 
     def default_routes(self, tool: str | None = None, configured_only: bool = True) -> list[Route]:
         """One route per model: the one a call without `provider` would take."""

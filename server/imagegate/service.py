@@ -96,7 +96,7 @@ def _image_schemas(router: Router, catalog: Catalog, conditionals: bool) -> dict
     for tool_name, tool in IMAGE_TOOLS.items():
         # With no provider configured, advertise every model: a call then says which key to set.
         routes = router.default_routes(tool) or router.default_routes(tool, configured_only=False)
-        providers = router.configured_providers() or list(router.provider_order)
+        providers = list(dict.fromkeys(r.provider for r in router.offered_routes(tool))) or list(router.provider_order)
         schema = flat_schema(tool, routes, catalog.knobs, providers)
         if conditionals:
             schema |= conditional_chain(tool, routes, catalog.knobs)

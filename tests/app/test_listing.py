@@ -21,11 +21,11 @@ async def test_list_models_matches_the_catalog(tmp_path, catalog):
         edits = (await client.call_tool("list_models", {"capability": "mask"})).structured_content
         gateway = (await client.call_tool("list_models", {"provider": "modelgate"})).structured_content
     assert {m["id"] for m in answer["models"]} == set(catalog.models)
-    assert answer["configured_providers"] == ["openai"]
+    assert answer["configured_providers"] == ["openai", "placeholder"]  # the offline one needs no key
     for entry in answer["models"]:
         routes = catalog.routes_for(entry["id"])
         assert [p["id"] for p in entry["providers"]] == [r.provider for r in routes]
-        assert entry["available"] == any(r.provider == "openai" for r in routes)
+        assert entry["available"] == any(r.provider in ("openai", "placeholder") for r in routes)
         assert set(entry["aliases"]) == set(catalog.models[entry["id"]].aliases)
     assert {m["id"] for m in edits["models"]} == {
         mid for mid in catalog.models if any(r.can("mask") for r in catalog.routes_for(mid)[:1])
@@ -33,11 +33,26 @@ async def test_list_models_matches_the_catalog(tmp_path, catalog):
     assert {m["id"] for m in gateway["models"]} == {r.model for r in catalog.routes if r.provider == "modelgate"}
 
 
-async def test_list_models_without_keys_names_the_variables(tmp_path):
+async def test_without_keys_only_the_placeholder_is_offered_and_the_variables_are_named(tmp_path):
     async with stdio_client(base_env(tmp_path)) as client:
         result = await client.call_tool("list_models", {})
-    assert "No provider is configured" in text_of(result) and "OPENAI_API_KEY" in text_of(result)
-    assert all(not m["available"] for m in result.structured_content["models"])
+        tools = {t.name: t for t in (await client.list_tools()).tools}
+        made = await client.call_tool("generate_image", {"model": "placeholder", "prompt": "a lighthouse at dusk", "size": "16:9"})
+        real = await client.call_tool("generate_image", {"model": "gpt-image-1", "prompt": "x"})
+    assert "No provider key is set" in text_of(result) and "OPENAI_API_KEY" in text_of(result)
+    assert [m["id"] for m in result.structured_content["models"] if m["available"]] == ["placeholder"]
+    assert tools["generate_image"].input_schema["properties"]["model"]["enum"] == ["placeholder"]
+    assert not made.is_error and "placeholder images from imagegate's offline test provider" in text_of(made)
+    assert "(1344x768)" in text_of(made) and [b.type for b in made.content][:2] == ["text", "image"]
+    assert real.is_error and "set OPENAI_API_KEY" in text_of(real)
+
+
+async def test_with_a_key_the_placeholder_stays_callable_but_is_not_advertised(tmp_path):
+    async with stdio_client(base_env(tmp_path, OPENAI_API_KEY="test-x")) as client:
+        tools = {t.name: t for t in (await client.list_tools()).tools}
+        made = await client.call_tool("generate_image", {"model": "placeholder", "prompt": "check", "n": 2})
+    assert "placeholder" not in tools["generate_image"].input_schema["properties"]["model"]["enum"]
+    assert not made.is_error and "offline test provider" in text_of(made)
 
 
 async def test_supported_sizes_match_every_route(tmp_path, catalog):

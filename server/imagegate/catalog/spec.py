@@ -238,7 +238,8 @@ class ProviderSpec(_Data):
     """A provider: who it is, how to reach it, which protocol it speaks, and what it offers."""
 
     label: str
-    kind: Literal["native", "gateway", "local"]
+    kind: Literal["native", "gateway", "local", "offline"]
+    """`offline`: imagegate's own placeholder, which calls no upstream and makes test images."""
     protocol: str
     key_env: str | None = None
     key_env_aliases: list[str] = []

@@ -21,6 +21,7 @@ __all__ = ["PROTOCOLS", "Registry"]
 
 PROTOCOLS = {
     "openai_images": "imagegate.providers.openai_images",
+    "placeholder": "imagegate.providers.placeholder",
     "mixroute": "imagegate.providers.mixroute",
     "atalk": "imagegate.providers.atalk",
     "ark": "imagegate.providers.ark",
