@@ -49,6 +49,7 @@ PROVIDERS: dict[str, str] = {
     "zhaotou": "openai_images",
     "modelmax": "openai_images",
     "compat": "openai_images",
+    "gemini": "gemini",
     "ark": "ark",
     "mixroute": "mixroute",
     "atalk": "atalk",

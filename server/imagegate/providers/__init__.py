@@ -23,6 +23,7 @@ PROTOCOLS = {
     "openai_images": "imagegate.providers.openai_images",
     "placeholder": "imagegate.providers.placeholder",
     "mixroute": "imagegate.providers.mixroute",
+    "gemini": "imagegate.providers.gemini",
     "atalk": "imagegate.providers.atalk",
     "ark": "imagegate.providers.ark",
     "modelgate": "imagegate.providers.modelgate",

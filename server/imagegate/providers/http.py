@@ -229,7 +229,9 @@ class ProviderClient:
         error.upstream_message = self.redact(error.upstream_message)
         error.provider = error.provider or self.profile.id
         if isinstance(error, RateLimited):
-            error.retry_after = _retry_after(headers)
+            header = _retry_after(headers)
+            if header is not None:  # else keep the classifier's hint from the body (Gemini RetryInfo)
+                error.retry_after = header
         return error
 
     async def _backoff(self, attempt: int, retry_after: float | None) -> None:
