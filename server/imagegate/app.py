@@ -57,9 +57,9 @@ INSTRUCTIONS = (
 
 
 def output_schema(model: type[BaseModel]) -> dict[str, Any]:
-    """A pydantic model's JSON schema made client-safe and small: `$defs` inlined, no `title`s
-    or defaults, and an optional field as its plain type (a nullable `anyOf` breaks some
-    connectors, research §2). Answers omit None values, so "required" is never violated."""
+    """A pydantic model's JSON schema made client-safe and small: `$defs` inlined, no `title`s,
+    defaults or `required` lists (the types say what an answer holds; answers omit None values),
+    and an optional field as its plain type (a nullable `anyOf` breaks some connectors, research §2)."""
     schema = model.model_json_schema()
     defs = schema.pop("$defs", {})
 
@@ -68,20 +68,20 @@ def output_schema(model: type[BaseModel]) -> dict[str, Any]:
             return inline(defs[node["$ref"].rsplit("/", 1)[-1]])
         if "anyOf" in node:
             return inline(next(v for v in node["anyOf"] if v.get("type") != "null"))
-        out = {k: v for k, v in node.items() if k in ("type", "required")}
+        out = {k: v for k, v in node.items() if k == "type"}
         if "items" in node:
             out["items"] = inline(node["items"])
         if "properties" in node:
             out["properties"] = {name: inline(prop) for name, prop in node["properties"].items()}
-            nullable = {name for name, prop in node["properties"].items() if "anyOf" in prop}
-            out["required"] = [r for r in node.get("required", []) if r not in nullable]
         return out
 
     return inline(schema)
 
 
 def _tools(service: Service) -> list[types.Tool]:
-    image = types.ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=True)
+    # Only hints that differ from the spec's defaults (readOnly false, destructive true, idempotent
+    # false, openWorld true) are sent: the same meaning in fewer bytes of every agent's context.
+    image = types.ToolAnnotations(destructive_hint=False)
     listing = types.ToolAnnotations(read_only_hint=True, open_world_hint=False)
     outputs = {"list_models": output_schema(ModelsAnswer), "get_supported_sizes": output_schema(SizesAnswer)}
     if service.settings.structured_output:  # off by default: Claude Code then drops the previews (research §3)

@@ -51,7 +51,7 @@ async def test_four_tools_with_valid_lint_clean_schemas(tmp_path, keys):
         assert tool.description and len(tool.description) < 400
     assert tools["list_models"].annotations.read_only_hint is True
     assert tools["get_supported_sizes"].annotations.read_only_hint is True
-    assert tools["generate_image"].annotations.open_world_hint is True
+    assert tools["generate_image"].annotations.destructive_hint is False  # openWorld and the rest: spec defaults
     assert tools["list_models"].output_schema and "$defs" not in json.dumps(tools["list_models"].output_schema)
 
 

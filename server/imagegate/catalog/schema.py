@@ -76,7 +76,7 @@ def _number(value: float, kind: str) -> int | float:
     return int(value) if kind == "integer" or float(value).is_integer() else value
 
 
-def _model_line(route: Route, tool: str) -> str:
+def _model_limits(route: Route, tool: str) -> str:
     if tool == "edit":
         # Sizes of models that also generate are listed under generate_image: not repeated here.
         parts = [f"≤{route.inputs.max_images or 1} images" + (" +mask" if route.can("mask") else "")]
@@ -86,11 +86,15 @@ def _model_line(route: Route, tool: str) -> str:
         parts = [describe_rule(route.sizes)]
     if route.max_n != COMMON_MAX_N:
         parts.append(f"n≤{route.max_n}")
-    return f"{route.model}: " + "; ".join(parts)
+    return "; ".join(parts)
 
 
 def _model_property(routes: Sequence[Route], tool: str) -> Schema:
-    lines = "\n".join(_model_line(r, tool) for r in routes)
+    # Models with the same limits share a line: "gpt-image-1.5, gpt-image-1: 1024x1024|…".
+    groups: dict[str, list[str]] = {}
+    for route in routes:
+        groups.setdefault(_model_limits(route, tool), []).append(route.model)
+    lines = "\n".join(f"{', '.join(models)}: {limits}" for limits, models in groups.items())
     intro = f"Model id or alias (n≤{COMMON_MAX_N} unless noted). " + ("Sizes:\n" if tool == "generate" else "Sizes as for generate_image.\n")
     return {"type": "string", "enum": [r.model for r in routes], "description": intro + lines}
 
