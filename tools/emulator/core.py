@@ -53,6 +53,7 @@ PROVIDERS: dict[str, str] = {
     "ark": "ark",
     "mixroute": "mixroute",
     "atalk": "atalk",
+    "bfl": "bfl",
     "modelgate": "modelgate",
 }
 ABORT_KEY = "emulator.abort"  # scope key set by runner.py: closes this request's socket without a reply

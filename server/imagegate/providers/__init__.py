@@ -27,6 +27,7 @@ PROTOCOLS = {
     "atalk": "imagegate.providers.atalk",
     "ark": "imagegate.providers.ark",
     "modelgate": "imagegate.providers.modelgate",
+    "bfl": "imagegate.providers.bfl",
 }
 """Protocol id (a provider's `protocol` in the catalog) -> the adapter module that speaks it."""
 
