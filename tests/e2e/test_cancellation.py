@@ -46,3 +46,24 @@ async def test_cancel_keeps_what_arrived_and_leaves_no_partial_files(tmp_path, e
         assert not [p for p in out.rglob(".partial-*")]
         after = await client.call_tool("generate_image", {"model": "gpt-image-1", "prompt": "next"})
         assert not after.is_error, text_of(after)
+
+
+async def test_cancel_stops_polling_an_async_task(tmp_path, emulator):
+    import httpx2
+
+    emulator.reset()
+    httpx2.post(f"{emulator.url}/dashscope/_emulator/tasks", json={"outcome": "never"}, timeout=10).raise_for_status()
+    env = base_env(tmp_path, DASHSCOPE_API_KEY="test-key", DASHSCOPE_BASE_URL=emulator.base_url("dashscope"))
+
+    def polls() -> int:
+        return sum(1 for r in emulator.requests("dashscope") if r["method"] == "GET")
+
+    async with stdio_client(env) as client:
+        with anyio.move_on_after(3):
+            await client.call_tool("generate_image", {"model": "wan2.2-t2i-flash", "prompt": "never done"})
+            pytest.fail("a task that never finishes should still be polling")
+        await anyio.sleep(1)  # give an in-flight poll time to land
+        after_cancel = polls()
+        await anyio.sleep(6)  # longer than the poll interval grows to
+        assert after_cancel >= 1 and polls() == after_cancel
+        assert not (await client.call_tool("list_models", {})).is_error
