@@ -1,18 +1,24 @@
 """Provider adapters, one module per wire protocol, and the registry that hands the core
 an adapter by protocol id and a pooled client by provider id.
+
 Adapters are imported on first use (start-up stays fast); clients are opened on first use
 and closed together when the server stops.
 """
+
 from __future__ import annotations
+
 import importlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+
 from ..catalog import ProviderSpec
 from ..errors import NotImplementedYet
 from ..settings import Credentials
 from .base import Adapter
 from .http import ProviderClient, ProviderProfile, Transport
+
 __all__ = ["PROTOCOLS", "Registry"]
+
 PROTOCOLS = {
     "openai_images": "imagegate.providers.openai_images",
     "placeholder": "imagegate.providers.placeholder",
@@ -25,21 +31,26 @@ PROTOCOLS = {
     "bfl": "imagegate.providers.bfl",
 }
 """Protocol id (a provider's `protocol` in the catalog) -> the adapter module that speaks it."""
+
+
 @dataclass
 class Registry:
     """Adapters by protocol, clients by provider; owns the clients' lifetime."""
+
     credentials: Mapping[str, Credentials]
     providers: Mapping[str, ProviderSpec]
     timeout: float
     max_retries: int
     transport: Transport | None = None
     _clients: dict[str, ProviderClient] = field(default_factory=dict)
+
     def adapter(self, protocol: str) -> Adapter:
         """The `run` coroutine of the module speaking `protocol`."""
         module = PROTOCOLS.get(protocol)
         if module is None:
             raise NotImplementedYet(f"the {protocol} protocol has no adapter in this version yet")
         return importlib.import_module(module).run  # type: ignore[no-any-return]
+
     def client(self, provider: str) -> ProviderClient:
         """The pooled client of a provider, opened on first use."""
         if provider not in self._clients:
@@ -54,6 +65,7 @@ class Registry:
             )
             self._clients[provider] = ProviderClient(profile, timeout=self.timeout, max_retries=self.max_retries, transport=self.transport)
         return self._clients[provider]
+
     async def aclose(self) -> None:
         for client in self._clients.values():
             await client.aclose()
