@@ -1,6 +1,6 @@
 """The `imagegate` command: serve MCP (stdio by default, or Streamable HTTP), and the
 human subcommands that print the service's answers as tables. Parses arguments and
-renders; all the work is the service's.
+renders; the work is the service's (and doctor's and bundle's).
 """
 
 from __future__ import annotations
@@ -20,8 +20,6 @@ from .service import Service, build_service
 __all__ = ["main"]
 
 EXIT_OK, EXIT_REFUSED, EXIT_CONFIG, EXIT_INTERRUPTED = 0, 1, 2, 130
-
-
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="imagegate", description="Image generation MCP server and CLI.")
     parser.add_argument("--version", action="version", version=f"imagegate {__version__}")
@@ -52,6 +50,14 @@ def _parser() -> argparse.ArgumentParser:
         cmd.add_argument("-n", type=int, help="how many images")
         cmd.add_argument("-o", "--option", action="append", default=[], metavar="KEY=VALUE", help="a knob such as quality=high or seed=7")
         cmd.add_argument("--json", action="store_true", help="print the result metadata as JSON")
+    doctor = sub.add_parser("doctor", help="which providers are configured and reachable, where files go")
+    doctor.add_argument("--json", action="store_true", help="print JSON for scripts")
+    doctor.add_argument("--offline", action="store_true", help="skip the reachability checks")
+    doctor.add_argument("--timeout", type=float, default=5.0, help="seconds per check (default 5)")
+    bundle = sub.add_parser("bundle", help="build the .mcpb bundle for Claude Desktop from a checkout")
+    bundle.add_argument("-o", "--output", help="bundle path (default: ./NAME-VERSION.mcpb)")
+    bundle.add_argument("--source", help="checkout to pack (default: the one imagegate runs from, else .)")
+    bundle.add_argument("--builtin", action="store_true", help="use imagegate's zip writer, not the mcpb CLI")
     return parser
 
 
@@ -110,11 +116,19 @@ async def _image_command(service: Service, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+async def _doctor(service: Service, args: argparse.Namespace) -> int:
+    from .doctor import diagnose
+
+    report = await diagnose(service.settings, service.catalog, offline=args.offline, timeout=args.timeout)
+    print(report.model_dump_json(indent=2) if args.json else report.text())
+    return EXIT_OK if report.ok else EXIT_REFUSED
+
+
 def _run(service: Service, args: argparse.Namespace) -> int:
-    if args.command in ("generate", "edit"):
+    if args.command in ("generate", "edit", "doctor"):
         import anyio
 
-        return anyio.run(_image_command, service, args)
+        return anyio.run(_doctor if args.command == "doctor" else _image_command, service, args)
     if args.command == "models":
         answer = service.list_models({"provider": args.provider, "capability": args.capability})
         print(answer.model_dump_json(indent=2) if args.json else _models_table(answer))
@@ -135,10 +149,24 @@ def _serve(service: Service, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _bundle(args: argparse.Namespace) -> int:
+    from .bundle import BundleError, NoCheckout, build_bundle
+
+    try:
+        output, count, packer = build_bundle(args.source, args.output, builtin=args.builtin)
+    except BundleError as e:
+        print(f"imagegate: {e}", file=sys.stderr)
+        return EXIT_CONFIG if isinstance(e, NoCheckout) else EXIT_REFUSED
+    print(f"{output} ({count} files, packed by {packer})")
+    return EXIT_OK
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `imagegate` console script."""
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING, format="imagegate %(levelname)s %(message)s")
     args = _parser().parse_args(argv)
+    if args.command == "bundle":  # packs files; needs no settings
+        return _bundle(args)
     try:
         service = build_service()
     except ConfigError as e:
