@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 __all__ = [
+    "SHOWN_CHARS",
     "AuthFailed",
     "ConfigError",
     "ContentRefused",
@@ -37,7 +38,17 @@ __all__ = [
     "StorageError",
     "UpstreamError",
     "UpstreamTimeout",
+    "shown",
 ]
+
+SHOWN_CHARS = 60
+
+
+def shown(value: object) -> str:
+    """A value as messages quote it: whole when short, else its start and its length
+    (an agent's 300 KB argument must not come back as a 300 KB error)."""
+    text = value if isinstance(value, str) else repr(value)
+    return text if len(text) <= SHOWN_CHARS else text[:SHOWN_CHARS] + f"… ({len(text)} chars)"
 
 
 class ImagegateError(Exception):

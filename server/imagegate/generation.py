@@ -21,7 +21,7 @@ import anyio
 from . import __version__
 from .errors import ImagegateError, NoImagesReturned, UpstreamError
 from .imaging import ImageInfo, NotAnImage, probe
-from .planner import batches, load_inputs
+from .planner import InputPolicy, batches, load_inputs
 from .providers import Registry
 from .providers.base import AdapterReply, Artifact, InputImage, Job
 from .providers.http import ProviderClient
@@ -78,8 +78,9 @@ class _Batch:
 class Generator:
     """Executes ImageRequests against the registry's adapters and saves into the store."""
 
-    def __init__(self, registry: Registry, store: Store, concurrency: int = MAX_CONCURRENT_CALLS):
+    def __init__(self, registry: Registry, store: Store, concurrency: int = MAX_CONCURRENT_CALLS, inputs: InputPolicy | None = None):
         self.registry = registry
+        self.inputs = inputs or InputPolicy()
         self.store = store
         self.limiter = anyio.CapacityLimiter(concurrency)
 
@@ -90,7 +91,7 @@ class Generator:
         adapter = self.registry.adapter(route.protocol)
         client = self.registry.client(route.provider)
         await progress("checking input images" if request.images else f"sending to {route.provider}")
-        images, mask = await load_inputs(request, lambda url, limit: _fetch(client, url, limit))
+        images, mask = await load_inputs(request, lambda url, limit: _fetch(client, url, limit), self.inputs)
         plan = batches(request.n, route.per_call)
         starts = [sum(plan[:i]) for i in range(len(plan))]
         work = [_Batch(i, count, starts[i] + 1) for i, count in enumerate(plan)]
@@ -211,7 +212,7 @@ async def _fetch(client: ProviderClient, url: str, limit: int) -> bytes:
     async def sink(chunk: bytes) -> None:
         buffer.extend(chunk)
 
-    await client.download(url, sink, limit)
+    await client.download(url, sink, limit, follow_redirects=False)  # the checked host, and no other
     return bytes(buffer)
 
 

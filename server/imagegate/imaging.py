@@ -51,12 +51,12 @@ def _open(data: bytes) -> PILImage.Image:
     try:
         image = Image.open(io.BytesIO(data))
         if image.width * image.height > MAX_INPUT_PIXELS:
-            raise NotAnImage(f"{image.width}x{image.height} exceeds the {MAX_INPUT_PIXELS}-pixel cap")
+            raise NotAnImage(f"is {image.width}x{image.height}, over the {MAX_INPUT_PIXELS}-pixel cap")
         return image
     except NotAnImage:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise NotAnImage(f"too many pixels: {e}") from None
+        raise NotAnImage(f"has too many pixels ({e})") from None
     except Exception as e:  # Pillow raises many types for bad input; all mean "not an image"
         raise NotAnImage(f"does not decode as an image ({type(e).__name__})") from None
 

@@ -11,7 +11,7 @@ from pydantic import BaseModel
 from .catalog import Route
 from .catalog.sizes import SizeOption, allowed_text, describe_rule, rule_options, rule_tiers
 from .catalog.spec import CAPABILITIES
-from .errors import InvalidRequest
+from .errors import InvalidRequest, shown
 from .router import Router
 
 __all__ = ["ModelsAnswer", "SizesAnswer", "list_models", "supported_sizes"]
@@ -136,7 +136,7 @@ def _route(router: Router, model: str, provider: str | None) -> Route:
     route = next((r for r in routes if r.provider == provider), None)
     if route is None:
         offering = [r.provider for r in routes]
-        raise InvalidRequest("provider", provider, offering, f'provider "{provider}" does not offer {model_id}; it is offered by {", ".join(offering)}')
+        raise InvalidRequest("provider", shown(provider), offering, f'provider "{shown(provider)}" does not offer {model_id}; it is offered by {", ".join(offering)}')
     return route
 
 
@@ -146,7 +146,7 @@ def supported_sizes(router: Router, model: str, provider: str | None = None, res
     tiers = rule_tiers(route.sizes)
     if resolution is not None and resolution not in tiers:
         allowed = ", ".join(tiers) or "none (no tiers)"
-        raise InvalidRequest("resolution", resolution, tiers, f'resolution "{resolution}" is not offered by {route.where}; use {allowed}')
+        raise InvalidRequest("resolution", shown(resolution), tiers, f'resolution "{shown(resolution)}" is not offered by {route.where}; use {allowed}')
     refs = route.sizes_with_references
     return SizesAnswer(
         model=route.model,

@@ -2,30 +2,78 @@
 loaded, checked (really an image, within the route's count, byte, pixel and format limits)
 and put in the form the route takes. Nothing here talks to an upstream except through the
 `fetch` callable the service passes in for URL inputs.
+
+Where inputs may come from is the `InputPolicy`: local files only under the configured roots
+(if any), and URLs this server downloads only from public addresses unless private ones are
+allowed. Every refusal happens before a file is opened or a request is sent.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
+import os
 import re
+import socket
+import stat
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import SplitResult, urlsplit
 
 import anyio
 
 from .catalog import Route
-from .errors import ImagegateError, InvalidRequest
+from .errors import ImagegateError, InvalidRequest, shown
 from .imaging import ImageInfo, NotAnImage, probe
 from .providers.base import InputImage
 from .validation import ImageRequest, input_form
 
-__all__ = ["DEFAULT_MAX_INPUT_BYTES", "batches", "load_inputs"]
+__all__ = [
+    "DEFAULT_MAX_INPUT_BYTES",
+    "TRUSTING",
+    "InputPolicy",
+    "batches",
+    "is_public_address",
+    "load_inputs",
+    "resolve_host",
+]
 
 DEFAULT_MAX_INPUT_BYTES = 50 * 1024 * 1024
 """The cap for a route whose catalog entry names none (OpenAI's, the largest documented)."""
 DATA_URL = re.compile(r"^data:([\w/+.-]+)?(;[\w=-]+)*;base64,(.*)$", re.DOTALL | re.IGNORECASE)
+SCHEME = re.compile(r"^([a-z][a-z0-9+.-]+):", re.IGNORECASE)
+"""A URL scheme; a single letter before ":" is a Windows drive (C:\\…), not a scheme."""
+RESOLVE_TIMEOUT = 10.0
+NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+"""NOFOLLOW: a symlink swapped in after the roots check is not followed; NONBLOCK: a FIFO cannot hang the open."""
+ANY_INPUT = "an existing image file, an http(s) URL or a data: URL"
+ALLOW_PRIVATE = "set IMAGEGATE_ALLOW_PRIVATE_URLS=true (config file: allow_private_urls = true) to allow it"
 Fetch = Callable[[str, int], Awaitable[bytes]]
+Resolve = Callable[[str, int], Awaitable[list[str]]]
+"""(host, port) -> every address the host resolves to."""
+
+
+async def resolve_host(host: str, port: int) -> list[str]:
+    """Every address `host` resolves to, from the system resolver the HTTP client's connect uses too."""
+    infos = await anyio.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return [str(info[4][0]) for info in infos]
+
+
+@dataclass(frozen=True)
+class InputPolicy:
+    """Where input images may come from: local files under `roots` (empty: anywhere), and URLs
+    this server downloads from non-public addresses only if `allow_private_urls`."""
+
+    roots: tuple[Path, ...] = ()
+    allow_private_urls: bool = False
+    resolve: Resolve = resolve_host
+
+
+TRUSTING = InputPolicy(allow_private_urls=True)
+"""No roots and no address check: for callers whose `fetch` is not the network (tests)."""
 
 
 def batches(n: int, per_call: int) -> list[int]:
@@ -34,28 +82,63 @@ def batches(n: int, per_call: int) -> list[int]:
     return [per_call] * full + ([rest] if rest else [])
 
 
-def _shown(ref: str) -> str:
-    return ref if len(ref) <= 60 else ref[:57] + "…"
-
-
 def _refuse(name: str, ref: str, allowed: object, why: str) -> InvalidRequest:
-    return InvalidRequest(name, _shown(ref), allowed if isinstance(allowed, (str, list)) else None, f'{name} "{_shown(ref)}" {why}')
+    return InvalidRequest(name, shown(ref), allowed if isinstance(allowed, (str, list)) else None, f'{name} "{shown(ref)}" {why}')
 
 
-async def _read_file(name: str, ref: str, limit: int) -> bytes:
-    path = Path(ref).expanduser()
+def is_public_address(address: str) -> bool:
+    """False for loopback, private (RFC 1918, fc00::/7), link-local, unspecified, multicast,
+    reserved and shared addresses, including IPv4 ones carried inside IPv6 (::ffff:, 6to4, NAT64)."""
     try:
-        stat = await anyio.to_thread.run_sync(path.stat)
-    except OSError:
-        raise _refuse(name, ref, "an existing image file, an http(s) URL or a data: URL", "does not exist") from None
-    if not path.is_file():
-        raise _refuse(name, ref, "an image file", "is not a file")
-    if stat.st_size > limit:
-        raise _refuse(name, ref, f"at most {limit} bytes", f"is {stat.st_size} bytes; the limit here is {limit}")
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address):
+        nat64 = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF) if ip in NAT64 else None
+        embedded = ip.ipv4_mapped or ip.sixtofour or nat64
+        if embedded is not None:
+            return is_public_address(str(embedded))
+    return ip.is_global and not (ip.is_multicast or ip.is_reserved)
+
+
+def _allowed_path(name: str, ref: str, roots: tuple[Path, ...]) -> Path:
+    """The path with every symlink and ".." resolved, refused if it lies outside every root."""
     try:
-        return await anyio.to_thread.run_sync(path.read_bytes)
+        path = Path(ref).expanduser().resolve()
+    except (OSError, RuntimeError, ValueError):  # unknown ~user, a symlink loop, a NUL byte
+        raise _refuse(name, ref, ANY_INPUT, "is not a usable path") from None
+    if roots and not any(path.is_relative_to(root) for root in roots):
+        where = ", ".join(str(r) for r in roots)
+        why = f"is outside the folders input images may come from ({where}); copy it there, or add its folder to IMAGEGATE_INPUT_ROOTS"
+        raise _refuse(name, ref, [str(r) for r in roots], why)
+    return path
+
+
+def _read_file(name: str, ref: str, limit: int, roots: tuple[Path, ...]) -> bytes:
+    """A local input's bytes, read from its resolved path (blocking: run it in a worker thread)."""
+    path = _allowed_path(name, ref, roots)
+    try:
+        fd = os.open(path, OPEN_FLAGS)
+    except (FileNotFoundError, NotADirectoryError):
+        raise _refuse(name, ref, ANY_INPUT, "does not exist") from None
     except OSError as e:
         raise _refuse(name, ref, "a readable file", f"cannot be read ({e.strerror})") from None
+    try:
+        status = os.fstat(fd)  # of what was opened: nothing can change between this check and the read
+        if not stat.S_ISREG(status.st_mode):
+            raise _refuse(name, ref, "an image file", "is not a file")
+        if status.st_size > limit:
+            why = f"is {status.st_size} bytes; the limit here is {limit}"
+            raise _refuse(name, ref, f"at most {limit} bytes", why)
+        with os.fdopen(fd, "rb", closefd=False) as file:
+            data = file.read(limit + 1)  # never more than the limit, even from a file that grows
+    except OSError as e:
+        raise _refuse(name, ref, "a readable file", f"cannot be read ({e.strerror})") from None
+    finally:
+        os.close(fd)
+    if len(data) > limit:
+        raise _refuse(name, ref, f"at most {limit} bytes", f"holds more than {limit} bytes")
+    return data
 
 
 def _decode_data_url(name: str, ref: str, limit: int) -> bytes:
@@ -68,6 +151,61 @@ def _decode_data_url(name: str, ref: str, limit: int) -> bytes:
         return base64.b64decode(match[3], validate=True)
     except (binascii.Error, ValueError):
         raise _refuse(name, ref, "valid base64", "does not hold valid base64") from None
+
+
+def _split_url(name: str, ref: str) -> tuple[SplitResult, str, int]:
+    """The URL's parts, its host and its port; refused if any is malformed."""
+    try:
+        parts = urlsplit(ref)
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        raise _refuse(name, ref, "a valid http(s) URL", "is not a valid URL") from None
+    if not host:
+        raise _refuse(name, ref, "a valid http(s) URL", "names no host")
+    return parts, host, port or (443 if parts.scheme.lower() == "https" else 80)
+
+
+async def _checked_url(name: str, ref: str, policy: InputPolicy) -> str:
+    """The URL to download, refused unless every address its host resolves to is public.
+
+    The URL is rebuilt from the parts that were checked, so the HTTP client cannot read another
+    host out of it (user@host tricks, backslashes) than the one resolved here.
+    """
+    if policy.allow_private_urls:
+        return ref
+    parts, host, port = _split_url(name, ref)
+    try:
+        with anyio.fail_after(RESOLVE_TIMEOUT):
+            addresses = await policy.resolve(host, port)
+    except (OSError, UnicodeError, ValueError, TimeoutError):  # IDNA rejects some names with ValueErrors
+        addresses = []
+    if not addresses:
+        why = f"could not be downloaded: its host {shown(host)} does not resolve"
+        raise _refuse(name, ref, "a reachable http(s) image URL", why)
+    private = next((a for a in addresses if not is_public_address(a)), None)
+    if private is not None:
+        why = f"points at {private}, which is not a public address; {ALLOW_PRIVATE}, or pass the image as a file"
+        raise _refuse(name, ref, "an http(s) URL on a public host", why)
+    netloc = f"[{host}]" if ":" in host else host
+    netloc += f":{parts.port}" if parts.port is not None else ""
+    return parts._replace(netloc=netloc, fragment="").geturl()
+
+
+async def _load_bytes(name: str, ref: str, form: str, limit: int, fetch: Fetch, policy: InputPolicy) -> bytes:
+    if form == "file":
+        scheme = SCHEME.match(ref)
+        if scheme:  # file:, ftp:, gopher:… were once read as odd relative paths; say what is taken instead
+            hint = "; a file name with a colon can be given as ./name" if scheme[1].lower() != "file" else ""
+            why = f"uses the {scheme[1]}: scheme, which is not accepted; give a plain local path, an http(s) URL or a data: URL{hint}"
+            raise _refuse(name, ref, "a local path, an http(s) URL or a data: URL", why)
+        return await anyio.to_thread.run_sync(_read_file, name, ref, limit, policy.roots)
+    if form == "base64":
+        return _decode_data_url(name, ref, limit)
+    url = await _checked_url(name, ref, policy)
+    try:
+        return await fetch(url, limit)
+    except ImagegateError as e:  # the agent's URL, not the provider, failed: say which input
+        raise _refuse(name, ref, "a reachable http(s) image URL", f"could not be downloaded: {e.message}") from None
 
 
 def _check_image(name: str, ref: str, data: bytes, route: Route, mask: bool) -> ImageInfo:
@@ -87,32 +225,33 @@ def _check_image(name: str, ref: str, data: bytes, route: Route, mask: bool) -> 
     return info
 
 
-async def _load_one(name: str, ref: str, route: Route, fetch: Fetch, mask: bool = False) -> InputImage:
+async def _load_one(
+    name: str, ref: str, route: Route, fetch: Fetch, policy: InputPolicy, mask: bool = False
+) -> InputImage:
     form = input_form(ref)
     forms = route.inputs.forms or ["base64", "file"]  # a URL goes through only where a route lists "url"
     if form == "url" and "url" in forms:
-        return InputImage(name=name, mime="", width=0, height=0, url=ref)  # the upstream fetches it itself
-    limit = route.inputs.max_bytes or DEFAULT_MAX_INPUT_BYTES
-    if form == "file":
-        data = await _read_file(name, ref, limit)
-    elif form == "base64":
-        data = _decode_data_url(name, ref, limit)
-    else:
-        try:
-            data = await fetch(ref, limit)
-        except ImagegateError as e:  # the agent's URL, not the provider, failed: say which input
-            raise _refuse(name, ref, "a reachable http(s) image URL", f"could not be downloaded: {e.message}") from None
+        # The upstream fetches it itself, from its own network: the private-address check guards
+        # only downloads made from this machine, which can reach what the upstream cannot.
+        return InputImage(name=name, mime="", width=0, height=0, url=ref)
+    data = await _load_bytes(name, ref, form, route.inputs.max_bytes or DEFAULT_MAX_INPUT_BYTES, fetch, policy)
     info = await anyio.to_thread.run_sync(_check_image, name, ref, data, route, mask)
     return InputImage(name=name, mime=info.mime, width=info.width, height=info.height, data=data)
 
 
-async def load_inputs(request: ImageRequest, fetch: Fetch) -> tuple[tuple[InputImage, ...], InputImage | None]:
-    """Load and check every input image and the mask, in order; the first problem is raised."""
+async def load_inputs(
+    request: ImageRequest, fetch: Fetch, policy: InputPolicy = TRUSTING
+) -> tuple[tuple[InputImage, ...], InputImage | None]:
+    """Load and check every input image and the mask, in order; the first problem is raised.
+
+    The service passes the settings' policy; the default trusts every source (tests whose
+    `fetch` is not the network).
+    """
     route = request.route
-    images = tuple([await _load_one(f"images[{i}]", ref, route, fetch) for i, ref in enumerate(request.images)])
+    images = tuple([await _load_one(f"images[{i}]", r, route, fetch, policy) for i, r in enumerate(request.images)])
     if not request.mask:
         return images, None
-    mask = await _load_one("mask", request.mask, route, fetch, mask=True)
+    mask = await _load_one("mask", request.mask, route, fetch, policy, mask=True)
     first = images[0] if images else None
     if first is not None and first.data is not None and route.inputs.mask_same_size and (mask.width, mask.height) != (first.width, first.height):
         size = f"{first.width}x{first.height}"

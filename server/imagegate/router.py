@@ -9,7 +9,7 @@ from collections.abc import Mapping
 
 from .catalog import Catalog, Route
 from .catalog.spec import Capability
-from .errors import ConfigError, InvalidRequest, NotConfigured
+from .errors import ConfigError, InvalidRequest, NotConfigured, shown
 from .settings import Credentials, Settings
 
 __all__ = ["Router", "TOOL_CAPABILITY"]
@@ -99,10 +99,10 @@ class Router:
         if model_id is None:
             near = self.catalog.closest_models(name)
             hint = f"did you mean {', '.join(near)}?" if near else "call list_models for the ids"
-            raise InvalidRequest("model", name, near, f'model "{name}" is unknown; {hint}')
+            raise InvalidRequest("model", shown(name), near, f'model "{shown(name)}" is unknown; {hint}')
         if model_id not in self.enabled:
             allowed = sorted(self.enabled)
-            raise InvalidRequest("model", name, allowed, f'model "{name}" is not enabled here (IMAGEGATE_MODELS); use one of {", ".join(allowed)}')
+            raise InvalidRequest("model", shown(name), allowed, f'model "{shown(name)}" is not enabled here (IMAGEGATE_MODELS); use one of {", ".join(allowed)}')
         return model_id
 
     def choose(self, model: str, provider: str | None, tool: str) -> Route:
@@ -123,8 +123,8 @@ class Router:
         offering = [r.provider for r in routes]
         route = next((r for r in routes if r.provider == provider), None)
         if route is None:
-            what = "unknown provider" if provider not in self.catalog.providers else f"{provider} does not offer {model_id}"
-            raise InvalidRequest("provider", provider, offering, f'provider "{provider}": {what}; {model_id} is offered by {", ".join(offering)}')
+            what = "unknown provider" if provider not in self.catalog.providers else f"{shown(provider)} does not offer {model_id}"
+            raise InvalidRequest("provider", shown(provider), offering, f'provider "{shown(provider)}": {what}; {model_id} is offered by {", ".join(offering)}')
         if not route.can(TOOL_CAPABILITY[tool]):
             able = [r.provider for r in routes if r.can(TOOL_CAPABILITY[tool])]
             others = ", ".join(able) if able else "none"

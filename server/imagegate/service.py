@@ -15,6 +15,7 @@ from .catalog.schema import Schema, conditional_chain, flat_schema
 from .catalog.spec import CAPABILITIES
 from .generation import Generator, Outcome, Progress
 from .listing import ModelsAnswer, SizesAnswer, list_models, supported_sizes
+from .planner import InputPolicy
 from .providers import Registry
 from .providers.http import Transport
 from .router import Router
@@ -121,5 +122,5 @@ def build_service(env: Mapping[str, str] | None = None, transport: Transport | N
         max_retries=settings.max_retries,
         transport=transport,
     )
-    generator = Generator(registry, Store(settings.output_dir))
+    generator = Generator(registry, Store(settings.output_dir), inputs=InputPolicy(settings.input_roots, settings.allow_private_urls))
     return Service(settings, catalog, router, schemas, validator, registry, generator)

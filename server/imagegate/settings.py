@@ -82,6 +82,8 @@ class ConfigFile(_File):
     resource_links: bool | None = None
     structured_output: bool | None = None
     schema_conditionals: bool | None = None
+    input_roots: list[str] = []
+    allow_private_urls: bool | None = None
     preview: PreviewConfig = PreviewConfig()
     models: dict[str, ModelSpec] = {}
     providers: dict[str, UserProvider] = {}
@@ -115,6 +117,8 @@ class Settings:
     enabled_models: tuple[str, ...] = ()
     priority: tuple[str, ...] = ()
     default_model: str | None = None
+    input_roots: tuple[Path, ...] = ()
+    allow_private_urls: bool = False
     config_path: Path | None = None
     additions: CatalogAdditions = field(default_factory=lambda: CatalogAdditions(source="(none)"))
     env: Mapping[str, str] = field(default_factory=dict, repr=False)
@@ -234,6 +238,23 @@ def _models_list(env: Mapping[str, str], config: ConfigFile) -> tuple[str, ...]:
     return tuple(m for m in names if m)
 
 
+def _input_roots(env: Mapping[str, str], config: ConfigFile) -> tuple[Path, ...]:
+    """The folders local input images must lie in (empty: anywhere), symlinks resolved as inputs' are."""
+    raw = _env(env, "IMAGEGATE_INPUT_ROOTS")
+    names = raw.split(os.pathsep) if raw else config.input_roots
+    source = "IMAGEGATE_INPUT_ROOTS" if raw else "config: input_roots"
+    roots = []
+    for name in filter(None, (n.strip() for n in names)):
+        try:
+            root = Path(name).expanduser().resolve()
+        except (OSError, RuntimeError):
+            root = None
+        if root is None or not root.is_dir():
+            raise ConfigError(f"{source}: {name!r} is not a folder")
+        roots.append(root)
+    return tuple(roots)
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read the environment (default: os.environ) and the config file it points at."""
     env = dict(os.environ if env is None else env)
@@ -256,6 +277,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         enabled_models=_models_list(env, config),
         priority=tuple(config.priority),
         default_model=config.default_model,
+        input_roots=_input_roots(env, config),
+        allow_private_urls=pick(_env_bool(env, "IMAGEGATE_ALLOW_PRIVATE_URLS"), config.allow_private_urls, False),
         config_path=path,
         additions=_additions(path, config, shipped_provider_ids()),
         env=env,

@@ -18,7 +18,7 @@ from typing import Any
 from .catalog import ResolvedSize, Route, resolve_size
 from .catalog.schema import TOOL_ARGUMENTS, Schema, route_schema
 from .catalog.spec import KnobDef, KnobValue
-from .errors import InvalidRequest
+from .errors import InvalidRequest, shown
 from .router import Router
 
 __all__ = ["ImageRequest", "Validator", "check_object", "input_form"]
@@ -32,7 +32,6 @@ JSON_TYPES: dict[str, tuple[type, ...]] = {
     "object": (dict,),
 }
 TYPE_NAMES = {"string": "a string", "integer": "an integer", "number": "a number", "boolean": "true or false", "array": "a list", "object": "an object"}
-SHOWN_VALUE = 60
 
 
 @dataclass(frozen=True)
@@ -50,11 +49,6 @@ class ImageRequest:
     mask: str | None = None
 
 
-def _show(value: object) -> str:
-    text = value if isinstance(value, str) else repr(value)
-    return text if len(text) <= SHOWN_VALUE else text[:SHOWN_VALUE] + f"… ({len(text)} chars)"
-
-
 def _type_ok(value: object, kind: str) -> bool:
     if isinstance(value, bool) and kind in ("integer", "number"):
         return False
@@ -67,7 +61,7 @@ def _check_number(name: str, value: float, prop: Schema, where: str) -> None:
     lo, hi = prop.get("minimum"), prop.get("maximum")
     if (lo is not None and value < lo) or (hi is not None and value > hi):
         span = f"{lo} to {hi}" if lo is not None and hi is not None else (f"at least {lo}" if lo is not None else f"at most {hi}")
-        raise InvalidRequest(name, value, span, f"{name} {_show(value)} is out of range for {where}; use {span}")
+        raise InvalidRequest(name, value, span, f"{name} {shown(value)} is out of range for {where}; use {span}")
 
 
 def _check_string(name: str, value: str, prop: Schema, where: str) -> None:
@@ -75,9 +69,9 @@ def _check_string(name: str, value: str, prop: Schema, where: str) -> None:
         raise InvalidRequest(name, value, "a non-empty string", f"{name} is empty; give a non-empty string")
     if "maxLength" in prop and len(value) > prop["maxLength"]:
         limit = prop["maxLength"]
-        raise InvalidRequest(name, _show(value), f"at most {limit} characters", f"{name} is {len(value)} characters; {where} takes at most {limit}")
+        raise InvalidRequest(name, shown(value), f"at most {limit} characters", f"{name} is {len(value)} characters; {where} takes at most {limit}")
     if "pattern" in prop and not re.match(prop["pattern"], value):
-        raise InvalidRequest(name, value, 'WxH pixels, a W:H ratio or "auto"', f'{name} "{_show(value)}" is neither "WxH" pixels, a "W:H" ratio nor "auto"')
+        raise InvalidRequest(name, value, 'WxH pixels, a W:H ratio or "auto"', f'{name} "{shown(value)}" is neither "WxH" pixels, a "W:H" ratio nor "auto"')
 
 
 def _check_array(name: str, value: list[Any], prop: Schema, where: str) -> None:
@@ -92,15 +86,15 @@ def _check_array(name: str, value: list[Any], prop: Schema, where: str) -> None:
 def check_value(name: str, value: object, prop: Schema | bool, where: str) -> None:
     """Check one argument against one property schema; raise InvalidRequest on the first problem."""
     if prop is False:
-        raise InvalidRequest(name, _show(value), None, f"{name} is not supported by {where}")
+        raise InvalidRequest(name, shown(value), None, f"{name} is not supported by {where}")
     if not isinstance(prop, dict):
         return
     kind = prop.get("type")
     if kind and not _type_ok(value, kind):
-        raise InvalidRequest(name, _show(value), TYPE_NAMES[kind], f"{name} must be {TYPE_NAMES[kind]}; got {_show(value)}")
+        raise InvalidRequest(name, shown(value), TYPE_NAMES[kind], f"{name} must be {TYPE_NAMES[kind]}; got {shown(value)}")
     if "enum" in prop and value not in prop["enum"]:
         allowed = [str(v) for v in prop["enum"]]
-        raise InvalidRequest(name, value, allowed, f'{name} "{_show(value)}" is not offered by {where}; use one of {", ".join(allowed)}')
+        raise InvalidRequest(name, value, allowed, f'{name} "{shown(value)}" is not offered by {where}; use one of {", ".join(allowed)}')
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         _check_number(name, value, prop, where)
     elif isinstance(value, str):
@@ -117,7 +111,7 @@ def check_object(schema: Schema, args: Mapping[str, Any], where: str) -> None:
             if name not in props:
                 near = difflib.get_close_matches(name, list(props), n=1)
                 hint = f' (did you mean "{near[0]}"?)' if near else ""
-                raise InvalidRequest(name, _show(args[name]), list(props), f'unknown argument "{name}"{hint}; {where} takes {", ".join(props)}')
+                raise InvalidRequest(shown(name), shown(args[name]), list(props), f'unknown argument "{shown(name)}"{hint}; {where} takes {", ".join(props)}')
     for name in schema.get("required", ()):
         if name not in args:
             raise InvalidRequest(name, None, "required", f"{name} is required")
@@ -191,14 +185,14 @@ class Validator:
             # into either: only a route that takes nothing but URLs refuses an input form.
             if form in forms or {"base64", "file"} & set(forms):
                 continue
-            raise InvalidRequest(name, _show(ref), list(forms), self._form_message(route, name, ref, form))
+            raise InvalidRequest(name, shown(ref), list(forms), self._form_message(route, name, ref, form))
 
     def _form_message(self, route: Route, name: str, ref: str, form: str) -> str:
         what = {"file": "a local file", "base64": "inline data", "url": "a URL"}[form]
         takes = " or ".join({"url": "http(s) URLs", "base64": "inline base64", "file": "uploaded files"}[f] for f in route.inputs.forms or ())
         others = [r.provider for r in self.router.routes if r.model == route.model and r.provider != route.provider and (not r.inputs.forms or form in r.inputs.forms)]
         hint = f"; providers of {route.model} that take it: {', '.join(others)}" if others else ""
-        return f'{name} "{_show(ref)}" is {what}, but {route.where} takes only {takes}{hint}'
+        return f'{name} "{shown(ref)}" is {what}, but {route.where} takes only {takes}{hint}'
 
     def _check_extra(self, extra: Mapping[str, Any]) -> None:
         named = {*TOOL_ARGUMENTS["edit"], *self.knob_defs}

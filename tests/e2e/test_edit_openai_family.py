@@ -114,7 +114,7 @@ def inputs(tmp_path_factory, files) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 async def client(emulator, tmp_path_factory):
-    async with serve(emulator_env(emulator, tmp_path_factory.mktemp("edit"))) as session:
+    async with serve(emulator_env(emulator, tmp_path_factory.mktemp("edit"), IMAGEGATE_ALLOW_PRIVATE_URLS="true")) as session:
         yield session
 
 

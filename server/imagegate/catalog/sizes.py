@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 
-from ..errors import InvalidRequest
+from ..errors import InvalidRequest, shown
 from .spec import PIXELS, RATIO, SizeRule
 
 __all__ = [
@@ -183,7 +183,7 @@ def allowed_text(rule: SizeRule, tier: str | None = None) -> str:
 
 def _refuse(argument: str, value: object, allowed: str, where: str, why: str = "") -> InvalidRequest:
     reason = why or f"is not offered by {where}"
-    return InvalidRequest(argument, value, allowed, f'{argument} "{value}" {reason}; use {allowed}')
+    return InvalidRequest(argument, shown(value), allowed, f'{argument} "{shown(value)}" {reason}; use {allowed}')
 
 
 def _check_tier(rule: SizeRule, resolution: str | None, where: str) -> None:

@@ -246,15 +246,23 @@ class ProviderClient:
     async def get_json(self, path: str, classify: Classifier) -> Any:
         return (await self.request("GET", path, classify)).json()
 
-    async def download(self, url: str, sink: Callable[[bytes], Awaitable[None]], max_bytes: int) -> str | None:
-        """Stream a result URL into `sink`; send the key only if the provider trusts the host.
+    async def download(
+        self, url: str, sink: Callable[[bytes], Awaitable[None]], max_bytes: int, follow_redirects: bool = True
+    ) -> str | None:
+        """Stream a URL into `sink`; send the key only if the provider trusts the host.
 
+        Redirects are followed only without a key, and only when `follow_redirects` (an agent's
+        input URL was address-checked: a redirect could lead anywhere, so it is refused instead).
         Returns the Content-Type the server gave. Raises UpstreamError when the URL has expired
-        (404/403/410) or the body exceeds `max_bytes`.
+        (404/403/410), redirects when it may not, or the body exceeds `max_bytes`.
         """
         headers = self.profile.auth_headers() if self.profile.trusts(url) else {}
+        follow = follow_redirects and not headers
         try:
-            async with self._http.stream("GET", url, headers=headers, follow_redirects=not headers) as response:
+            async with self._http.stream("GET", url, headers=headers, follow_redirects=follow) as response:
+                if response.is_redirect:
+                    target = _host(response.headers.get("location", ""))
+                    raise UpstreamError(f"{_host(url)} redirects to {target}; give the final image URL", provider=self.profile.id)
                 if not response.is_success:
                     raise UpstreamError(f"{_host(url)} answered HTTP {response.status_code} for the image (expired?)", provider=self.profile.id, status=response.status_code)
                 total = 0
