@@ -8,13 +8,16 @@ agent text; anything else becomes "internal error (ref …)" and is logged to st
 from __future__ import annotations
 
 import base64
+import hmac
 import json
 import logging
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any
 
+import anyio
 import mcp_types as types
 from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel import Server
@@ -22,6 +25,7 @@ from mcp.shared.exceptions import MCPError
 from pydantic import BaseModel
 
 from . import __version__
+from . import gallery
 from .errors import ImagegateError, InvalidRequest
 from .generation import Outcome
 from .listing import ModelsAnswer, SizesAnswer
@@ -32,6 +36,7 @@ __all__ = ["TOOL_DESCRIPTIONS", "create_server", "serve_http", "serve_stdio"]
 
 log = logging.getLogger("imagegate")
 ERROR_META = "io.imagegate/error"
+METADATA_FRAGMENT = "#metadata"
 
 TOOL_DESCRIPTIONS = {
     "generate_image": (
@@ -131,12 +136,29 @@ async def _image_result(service: Service, outcome: Outcome) -> types.CallToolRes
     content: list[types.ContentBlock] = [types.TextContent(type="text", text=text)]
     content += [types.ImageContent(type="image", data=base64.b64encode(p.data).decode(), mime_type=p.mime) for p in previews]
     if settings.resource_links:
+        # imagegate:// so clients that cannot open local paths can read the file; file:// for a fallback save.
+        uris = [gallery.image_uri(settings.output_dir, i.path) or i.path.as_uri() for i in outcome.images]
         content += [
-            types.ResourceLink(type="resource_link", uri=i.path.as_uri(), name=i.path.name, mime_type=i.mime, size=i.bytes)
-            for i in outcome.images
+            types.ResourceLink(type="resource_link", uri=uri, name=i.path.name, mime_type=i.mime, size=i.bytes)
+            for uri, i in zip(uris, outcome.images, strict=True)
         ]
     structured = meta if settings.structured_output else None
     return types.CallToolResult(content=content, structured_content=structured)
+
+
+def _resource(image: gallery.GalleryImage) -> types.Resource:
+    return types.Resource(uri=image.uri, name=image.name, mime_type=image.mime, size=image.bytes, description=image.description())
+
+
+def _resource_contents(image: gallery.GalleryImage, data: bytes) -> types.ReadResourceResult:
+    """The file itself, then its sidecar as JSON under the same URI with a `#metadata` fragment."""
+    sidecar = json.dumps(image.sidecar, indent=2, ensure_ascii=False)
+    return types.ReadResourceResult(
+        contents=[
+            types.BlobResourceContents(uri=image.uri, mime_type=image.mime, blob=base64.b64encode(data).decode()),
+            types.TextResourceContents(uri=image.uri + METADATA_FRAGMENT, mime_type="application/json", text=sidecar),
+        ]
+    )
 
 
 def _progress(ctx: ServerRequestContext[Service]) -> Callable[[str], Awaitable[None]]:
@@ -188,6 +210,33 @@ def create_server(service_factory: Callable[[], Service] = build_service) -> Ser
             log.exception("internal error in %s (ref %s)", params.name, ref)
             return _text(f"internal error (ref {ref}); the server log on stderr has details", is_error=True)
 
+    async def list_resources(ctx: ServerRequestContext[Service], _: types.PaginatedRequestParams | None) -> types.ListResourcesResult:
+        images = await anyio.to_thread.run_sync(gallery.list_images, ctx.lifespan_context.settings.output_dir)
+        return types.ListResourcesResult(resources=[_resource(i) for i in images])
+
+    async def list_resource_templates(
+        ctx: ServerRequestContext[Service], _: types.PaginatedRequestParams | None
+    ) -> types.ListResourceTemplatesResult:
+        template = types.ResourceTemplate(
+            uri_template=gallery.URI_TEMPLATE,
+            name="saved-image",
+            title="Saved image",
+            description="An image imagegate saved (date YYYY-MM-DD, file name as in a result); read it for the file and its sidecar.",
+        )
+        return types.ListResourceTemplatesResult(resource_templates=[template])
+
+    async def read_resource(ctx: ServerRequestContext[Service], params: types.ReadResourceRequestParams) -> types.ReadResourceResult:
+        read = partial(gallery.read_image, ctx.lifespan_context.settings.output_dir, params.uri)
+        try:
+            image, data = await anyio.to_thread.run_sync(read)
+        except ImagegateError as e:
+            raise MCPError(types.INVALID_PARAMS, e.agent_text()) from None
+        except Exception:  # never echo a foreign exception's text (STYLE 9)
+            ref = uuid.uuid4().hex[:8]
+            log.exception("internal error reading a resource (ref %s)", ref)
+            raise MCPError(types.INTERNAL_ERROR, f"internal error (ref {ref}); the server log on stderr has details") from None
+        return _resource_contents(image, data)
+
     return Server(
         "imagegate",
         version=__version__,
@@ -196,6 +245,9 @@ def create_server(service_factory: Callable[[], Service] = build_service) -> Ser
         lifespan=lifespan,
         on_list_tools=list_tools,
         on_call_tool=call_tool,
+        on_list_resources=list_resources,
+        on_list_resource_templates=list_resource_templates,
+        on_read_resource=read_resource,
     )
 
 
@@ -208,10 +260,44 @@ async def serve_stdio(service: Service) -> None:
         await server.run(read_stream, write_stream, server.create_initialization_options())
 
 
-def serve_http(service: Service, host: str, port: int) -> None:
-    """Serve MCP over stateless Streamable HTTP at /mcp (loopback by default: DNS-rebinding guard on)."""
-    import uvicorn
+def serve_http(service: Service, host: str, port: int, allowed_hosts: Sequence[str] = ()) -> None:
+    """Serve MCP over stateless Streamable HTTP at /mcp.
 
+    Loopback by default, where the SDK checks Host and Origin against DNS rebinding; any other
+    bind should name the hosts clients use (`allowed_hosts`). With IMAGEGATE_HTTP_TOKEN set,
+    every request must carry it as a bearer token.
+    """
+    import uvicorn
+    from mcp.server.transport_security import TransportSecuritySettings
+
+    security = None
+    if allowed_hosts:
+        origins = [f"{scheme}://{h}" for h in allowed_hosts for scheme in ("http", "https")]
+        security = TransportSecuritySettings(enable_dns_rebinding_protection=True, allowed_hosts=list(allowed_hosts), allowed_origins=origins)
+    elif host not in LOOPBACK_HOSTS:
+        log.warning("serving on %s with no --allow-host: Host and Origin are not checked", host)
     server = create_server(lambda: service)
-    app = server.streamable_http_app(stateless_http=True, host=host)
+    app: Any = server.streamable_http_app(stateless_http=True, host=host, transport_security=security)
+    if service.settings.http_token is not None:
+        app = require_bearer(app, service.settings.http_token.get_secret_value())
     uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+def require_bearer(app: Any, token: str) -> Any:
+    """An ASGI wrapper answering 401 to any HTTP request without `Authorization: Bearer <token>`."""
+    expected = f"Bearer {token}".encode()
+
+    async def guarded(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            given = dict(scope.get("headers") or []).get(b"authorization", b"")
+            if not hmac.compare_digest(given, expected):
+                headers = [(b"content-type", b"application/json"), (b"www-authenticate", b"Bearer")]
+                await send({"type": "http.response.start", "status": 401, "headers": headers})
+                await send({"type": "http.response.body", "body": b'{"error": "a bearer token is required"}'})
+                return
+        await app(scope, receive, send)
+
+    return guarded

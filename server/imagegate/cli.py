@@ -28,6 +28,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--transport", choices=["stdio", "http"], default="stdio")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--allow-host", action="append", default=[], metavar="HOST[:PORT]", help="a Host clients use (binds beyond loopback)")
     models = sub.add_parser("models", help="list models and who serves them")
     models.add_argument("--provider")
     models.add_argument("--capability", choices=["generate", "edit", "multi_reference", "mask"])
@@ -143,7 +144,7 @@ def _serve(service: Service, args: argparse.Namespace) -> int:
     from .app import serve_http, serve_stdio
 
     if getattr(args, "transport", "stdio") == "http":
-        serve_http(service, args.host, args.port)
+        serve_http(service, args.host, args.port, args.allow_host)
     else:
         anyio.run(serve_stdio, service)
     return EXIT_OK

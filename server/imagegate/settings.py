@@ -21,6 +21,7 @@ from .catalog.loader import shipped_provider_ids, validation_message
 from .errors import ConfigError
 
 __all__ = [
+    "CLIENT_WAIT_BUDGETS",
     "DEFAULT_MAX_RETRIES",
     "DEFAULT_PREVIEW_MAX_BYTES",
     "DEFAULT_PREVIEW_MAX_EDGE",
@@ -84,6 +85,7 @@ class ConfigFile(_File):
     schema_conditionals: bool | None = None
     input_roots: list[str] = []
     allow_private_urls: bool | None = None
+    wait_budget: float | None = None
     preview: PreviewConfig = PreviewConfig()
     models: dict[str, ModelSpec] = {}
     providers: dict[str, UserProvider] = {}
@@ -100,6 +102,11 @@ class Credentials:
     @property
     def configured(self) -> bool:
         return self.key is not None
+
+
+CLIENT_WAIT_BUDGETS = {"claude-ai": 50.0, "claude desktop": 50.0, "codex": 50.0}
+"""Hosts that abandon a tool call at about 60 s (Claude Desktop; Codex's default tool_timeout_sec),
+matched in the name a client announces; past the budget a call hands back a job id instead."""
 
 
 @dataclass(frozen=True)
@@ -119,10 +126,22 @@ class Settings:
     default_model: str | None = None
     input_roots: tuple[Path, ...] = ()
     allow_private_urls: bool = False
+    wait_budget: float | None = None
+    """IMAGEGATE_WAIT_BUDGET: seconds a call waits before handing back a job id (0: always wait);
+    None: the default for the client (see CLIENT_WAIT_BUDGETS)."""
+    http_token: SecretStr | None = None
+    """IMAGEGATE_HTTP_TOKEN: the bearer token the HTTP transport requires (environment only: no secret in files)."""
     config_path: Path | None = None
     additions: CatalogAdditions = field(default_factory=lambda: CatalogAdditions(source="(none)"))
     env: Mapping[str, str] = field(default_factory=dict, repr=False)
     file_providers: Mapping[str, UserProvider] = field(default_factory=dict, repr=False)
+
+    def wait_budget_for(self, client: str | None) -> float | None:
+        """Seconds a call may wait for its images before returning a job id; None: no limit."""
+        if self.wait_budget is not None:
+            return self.wait_budget or None
+        name = (client or "").lower()
+        return next((seconds for key, seconds in CLIENT_WAIT_BUDGETS.items() if key in name), None)
 
     def credentials(self, catalog: Catalog) -> dict[str, Credentials]:
         """Base URL and key for every provider in the catalog; environment wins over the file."""
@@ -279,6 +298,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         default_model=config.default_model,
         input_roots=_input_roots(env, config),
         allow_private_urls=pick(_env_bool(env, "IMAGEGATE_ALLOW_PRIVATE_URLS"), config.allow_private_urls, False),
+        wait_budget=pick(_env_number(env, "IMAGEGATE_WAIT_BUDGET", float, 0.0), config.wait_budget, None),
+        http_token=SecretStr(token) if (token := _env(env, "IMAGEGATE_HTTP_TOKEN")) else None,
         config_path=path,
         additions=_additions(path, config, shipped_provider_ids()),
         env=env,

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import httpx2
 import pytest
@@ -24,13 +25,11 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture(scope="module")
-def http_server(tmp_path_factory) -> Iterator[str]:
-    tmp = tmp_path_factory.mktemp("http")
+@contextmanager
+def serving(tmp, *extra: str, **env: str) -> Iterator[str]:
     port = free_port()
-    command = [sys.executable, "-m", "imagegate", "serve", "--transport", "http", "--port", str(port)]
-    process = subprocess.Popen(command, env=base_env(tmp), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    url = f"http://127.0.0.1:{port}/mcp"
+    command = [sys.executable, "-m", "imagegate", "serve", "--transport", "http", "--port", str(port), *extra]
+    process = subprocess.Popen(command, env=base_env(tmp, **env), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
@@ -39,11 +38,22 @@ def http_server(tmp_path_factory) -> Iterator[str]:
         except OSError:
             time.sleep(0.1)
     try:
-        yield url
+        yield f"http://127.0.0.1:{port}/mcp"
     finally:
         process.terminate()
         process.wait(timeout=10)
         assert process.stdout is not None and process.stdout.read() == b""  # logs go to stderr only
+
+
+@pytest.fixture(scope="module")
+def http_server(tmp_path_factory) -> Iterator[str]:
+    with serving(tmp_path_factory.mktemp("http")) as url:
+        yield url
+
+
+LIST = {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}
+ACCEPT = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+PROTOCOL = {"MCP-Protocol-Version": "2025-06-18"}
 
 
 @pytest.mark.parametrize("mode", ["auto", "legacy"])
@@ -63,7 +73,23 @@ async def test_both_protocol_eras_list_and_call_over_http(http_server, mode):
     ids=["foreign-host", "foreign-origin"],
 )
 def test_dns_rebinding_guard_refuses_foreign_host_and_origin(http_server, headers):
-    body = {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}
-    accept = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
-    answer = httpx2.post(http_server, json=body, headers={**accept, **headers}, timeout=10)
+    answer = httpx2.post(http_server, json=LIST, headers={**ACCEPT, **headers}, timeout=10)
     assert answer.status_code in (400, 403, 421), answer.status_code
+
+
+def test_a_configured_token_is_required(tmp_path):
+    token = "test-http-token-7f3a"
+    with serving(tmp_path, IMAGEGATE_HTTP_TOKEN=token) as url:
+        missing = httpx2.post(url, json=LIST, headers=ACCEPT, timeout=10)
+        wrong = httpx2.post(url, json=LIST, headers={**ACCEPT, "Authorization": "Bearer nope"}, timeout=10)
+        right = httpx2.post(url, json=LIST, headers={**ACCEPT, **PROTOCOL, "Authorization": f"Bearer {token}"}, timeout=10)
+    assert missing.status_code == 401 and wrong.status_code == 401
+    assert missing.headers["www-authenticate"] == "Bearer" and token not in missing.text
+    assert right.status_code == 200 and "generate_image" in right.text
+
+
+def test_allowed_hosts_replace_the_loopback_defaults(tmp_path):
+    with serving(tmp_path, "--allow-host", "images.example:8000") as url:
+        ours = httpx2.post(url, json=LIST, headers={**ACCEPT, **PROTOCOL, "Host": "images.example:8000"}, timeout=10)
+        foreign = httpx2.post(url, json=LIST, headers={**ACCEPT, **PROTOCOL, "Host": "evil.example:8000"}, timeout=10)
+    assert ours.status_code == 200 and foreign.status_code in (400, 403, 421)

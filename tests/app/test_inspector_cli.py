@@ -83,6 +83,6 @@ def test_inspector_calls_generate_image(inspector, emulator, tmp_path):
     paths = [Path(image["path"]) for image in meta["images"]]
     assert len(paths) == 2 and all(p.is_file() and (tmp_path / "out") in p.parents for p in paths)
     assert all(block["mimeType"] == "image/jpeg" and block["data"] for block in answer["content"][1:3])
-    assert [block["uri"] for block in answer["content"][3:]] == [p.as_uri() for p in paths]
+    assert [block["uri"] for block in answer["content"][3:]] == [f"imagegate://images/{p.parent.name}/{p.name}" for p in paths]
     requests = emulator.requests("openai")
     assert requests[-1]["json"]["n"] == 2 and requests[-1]["json"]["size"] == "1024x1024"

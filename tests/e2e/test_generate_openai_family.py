@@ -273,8 +273,10 @@ async def test_resource_links_and_structured_content_follow_their_switches(
     meta = metadata(result)
     found = blocks(result, "resource_link")
     if links:
+        # Links name MCP resources (readable by clients that cannot open paths); the path stays in the text.
         assert [(b.uri, b.name, b.mime_type, b.size) for b in found] == [
-            (i["uri"], Path(i["path"]).name, i["mime_type"], i["bytes"]) for i in meta["images"]
+            (f"imagegate://images/{Path(i['path']).parent.name}/{Path(i['path']).name}", Path(i["path"]).name, i["mime_type"], i["bytes"])
+            for i in meta["images"]
         ]
     else:
         assert found == []
