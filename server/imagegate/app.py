@@ -28,6 +28,7 @@ from . import __version__
 from . import gallery
 from .errors import ImagegateError, InvalidRequest
 from .generation import Outcome
+from .jobs import Job
 from .listing import ModelsAnswer, SizesAnswer
 from .results import ImageResult, make_previews, metadata, summary
 from .service import Service, build_service
@@ -35,6 +36,7 @@ from .service import Service, build_service
 __all__ = ["TOOL_DESCRIPTIONS", "create_server", "serve_http", "serve_stdio"]
 
 log = logging.getLogger("imagegate")
+READ_ONLY_TOOLS = ("list_models", "get_supported_sizes", "get_image_job")
 ERROR_META = "io.imagegate/error"
 METADATA_FRAGMENT = "#metadata"
 
@@ -46,12 +48,14 @@ TOOL_DESCRIPTIONS = {
     "edit_image": "Edit or combine images with a prompt and optional mask; checks, saving and results as generate_image.",
     "list_models": "Image models: capabilities, max n, providers (configured or not). Use it to choose a model.",
     "get_supported_sizes": "Every size a model supports via a provider (pixels, ratio, tier, or its pixel rule) and the default.",
+    "get_image_job": "Collect an image call that was still running when it answered with a job id.",
 }
 TITLES = {
     "generate_image": "Generate image",
     "edit_image": "Edit image",
     "list_models": "List image models",
     "get_supported_sizes": "Supported sizes",
+    "get_image_job": "Collect image job",
 }
 INSTRUCTIONS = (
     "imagegate generates and edits images through many models. Pick a model with list_models "
@@ -90,7 +94,7 @@ def _tools(service: Service) -> list[types.Tool]:
     listing = types.ToolAnnotations(read_only_hint=True, open_world_hint=False)
     outputs = {"list_models": output_schema(ModelsAnswer), "get_supported_sizes": output_schema(SizesAnswer)}
     if service.settings.structured_output:  # off by default: Claude Code then drops the previews (research §3)
-        outputs |= {"generate_image": output_schema(ImageResult), "edit_image": output_schema(ImageResult)}
+        outputs |= {name: output_schema(ImageResult) for name in ("generate_image", "edit_image", "get_image_job")}
     return [
         types.Tool(
             name=name,
@@ -98,7 +102,7 @@ def _tools(service: Service) -> list[types.Tool]:
             description=TOOL_DESCRIPTIONS[name],
             input_schema=service.schemas[name],
             output_schema=outputs.get(name),
-            annotations=listing if name in ("list_models", "get_supported_sizes") else image,
+            annotations=listing if name in READ_ONLY_TOOLS else image,
         )
         for name in TOOL_DESCRIPTIONS
     ]
@@ -173,14 +177,73 @@ def _progress(ctx: ServerRequestContext[Service]) -> Callable[[str], Awaitable[N
     return report
 
 
+def _client(ctx: ServerRequestContext[Service]) -> str | None:
+    params = ctx.session.client_params
+    return params.client_info.name if params is not None else None
+
+
+async def _job_answer(service: Service, job: Job, finished: bool, budget: float | None) -> types.CallToolResult:
+    """The job's result once it has ended; until then, its id and how to collect it."""
+    if not finished:
+        waited = f" after {budget:g} s" if budget else ""
+        pending = _text(
+            f"Still working{waited} ({job.progress}). Nothing is lost: the call goes on and saves every image "
+            f"under {service.settings.output_dir}. Collect it with get_image_job {{\"job\": \"{job.id}\"}}."
+        )
+        if service.settings.structured_output:  # a declared output schema wants structured content
+            pending.structured_content = {"job": job.id, "images": [], "warnings": [], "calls": 0}
+        return pending
+    if job.error is not None:
+        raise job.error
+    if job.outcome is None:
+        return _text(f"job {job.id} was cancelled; images it had received are saved under {service.settings.output_dir}", is_error=True)
+    return await _image_result(service, job.outcome)
+
+
+async def _run_image_tool(ctx: ServerRequestContext[Service], name: str, arguments: dict[str, Any] | None) -> types.CallToolResult:
+    """Validate at once; run the call as a job; wait for it up to this client's budget."""
+    service = ctx.lifespan_context
+    request = service.validate(name, arguments)
+    report, live = _progress(ctx), [True]
+
+    async def work(job: Job) -> Outcome:
+        async def progress(message: str) -> None:
+            job.progress = message
+            if live[0]:  # a token is void once the call has answered
+                await report(message)
+
+        return await service.generator.run(request, progress)
+
+    job = service.jobs.start(name, work)
+    budget = service.settings.wait_budget_for(_client(ctx))
+    try:
+        finished = await service.jobs.wait(job, budget)
+    except BaseException:  # the caller cancelled: so is the work (received images stay saved)
+        job.scope.cancel()
+        raise
+    finally:
+        live[0] = False
+    return await _job_answer(service, job, finished, budget)
+
+
+async def _collect_job(ctx: ServerRequestContext[Service], arguments: dict[str, Any] | None) -> types.CallToolResult:
+    service = ctx.lifespan_context
+    job_id, wait = service.job_arguments(arguments)
+    job = service.jobs.get(job_id)
+    budget = service.settings.wait_budget_for(_client(ctx))
+    limit = min(x for x in (wait, budget) if x is not None) if (wait, budget) != (None, None) else None
+    return await _job_answer(service, job, await service.jobs.wait(job, limit), limit)
+
+
 async def _dispatch(ctx: ServerRequestContext[Service], name: str, arguments: dict[str, Any] | None) -> types.CallToolResult:
     service = ctx.lifespan_context
     if name == "list_models":
         return _answer(service.list_models(arguments))
     if name == "get_supported_sizes":
         return _answer(service.supported_sizes(arguments))
-    outcome = await service.run_image_tool(name, arguments, _progress(ctx))
-    return await _image_result(service, outcome)
+    if name == "get_image_job":
+        return await _collect_job(ctx, arguments)
+    return await _run_image_tool(ctx, name, arguments)
 
 
 def create_server(service_factory: Callable[[], Service] = build_service) -> Server[Service]:
@@ -190,7 +253,10 @@ def create_server(service_factory: Callable[[], Service] = build_service) -> Ser
     async def lifespan(_: Server[Service]) -> AsyncIterator[Service]:
         service = service_factory()
         try:
-            yield service
+            async with anyio.create_task_group() as jobs:  # image calls can outlive their requests
+                service.jobs.attach(jobs)
+                yield service
+                jobs.cancel_scope.cancel()
         finally:
             await service.aclose()
 

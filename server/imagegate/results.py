@@ -54,6 +54,8 @@ class ImageResult(BaseModel):
     warnings: list[str]
     usage: list[Any] | None = None
     notes: list[str] | None = None
+    job: str | None = None
+    """Set while the call is still running: the id get_image_job collects it by."""
 
 
 def _image(image: SavedImage) -> ImageEntry:

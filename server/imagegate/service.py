@@ -14,6 +14,7 @@ from .catalog import Catalog, load_catalog
 from .catalog.schema import Schema, conditional_chain, flat_schema
 from .catalog.spec import CAPABILITIES
 from .generation import Generator, Outcome, Progress
+from .jobs import Jobs
 from .listing import ModelsAnswer, SizesAnswer, list_models, supported_sizes
 from .planner import InputPolicy
 from .providers import Registry
@@ -37,6 +38,7 @@ class Service:
     validator: Validator
     registry: Registry
     generator: Generator
+    jobs: Jobs
 
     def validate(self, tool_name: str, arguments: Mapping[str, Any] | None) -> ImageRequest:
         """Check a generate_image / edit_image call completely; raise InvalidRequest or NotConfigured."""
@@ -50,6 +52,12 @@ class Service:
     async def aclose(self) -> None:
         """Close the providers' connection pools."""
         await self.registry.aclose()
+
+    def job_arguments(self, arguments: Mapping[str, Any] | None) -> tuple[str, float | None]:
+        """The job id and optional wait of a get_image_job call, checked like any other call."""
+        args = _present(arguments)
+        check_object(self.schemas["get_image_job"], args, "get_image_job")
+        return args["job"], args.get("wait")
 
     def list_models(self, arguments: Mapping[str, Any] | None = None) -> ModelsAnswer:
         args = _present(arguments)
@@ -77,6 +85,15 @@ def _listing_schemas(router: Router) -> dict[str, Schema]:
                 "provider": {"type": "string", "enum": providers, "description": "Only this provider's models."},
                 "capability": {"type": "string", "enum": list(CAPABILITIES), "description": "Only models with this capability."},
             },
+            "additionalProperties": False,
+        },
+        "get_image_job": {
+            "type": "object",
+            "properties": {
+                "job": {"type": "string", "description": "The id an image call handed back."},
+                "wait": {"type": "number", "minimum": 0, "description": "Seconds to wait for it; default: as long as a call may."},
+            },
+            "required": ["job"],
             "additionalProperties": False,
         },
         "get_supported_sizes": {
@@ -123,4 +140,4 @@ def build_service(env: Mapping[str, str] | None = None, transport: Transport | N
         transport=transport,
     )
     generator = Generator(registry, Store(settings.output_dir), inputs=InputPolicy(settings.input_roots, settings.allow_private_urls))
-    return Service(settings, catalog, router, schemas, validator, registry, generator)
+    return Service(settings, catalog, router, schemas, validator, registry, generator, Jobs())

@@ -44,7 +44,7 @@ async def tools_of(env):
 async def test_four_tools_with_valid_lint_clean_schemas(tmp_path, keys):
     chosen = {"one": {"OPENAI_API_KEY": "test-x"}, "all": all_keys(), "none": {}}[keys]
     tools = await tools_of(base_env(tmp_path, **chosen))
-    assert set(tools) == {"generate_image", "edit_image", "list_models", "get_supported_sizes"}
+    assert set(tools) == {"generate_image", "edit_image", "list_models", "get_supported_sizes", "get_image_job"}
     for tool in tools.values():
         Draft202012Validator.check_schema(tool.input_schema)
         assert lint(tool.input_schema) == [], tool.name
