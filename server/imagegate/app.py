@@ -246,6 +246,14 @@ async def _dispatch(ctx: ServerRequestContext[Service], name: str, arguments: di
     return await _run_image_tool(ctx, name, arguments)
 
 
+def _icon() -> types.Icon:
+    """The server's icon (64 px PNG shipped in the package), inline so no client has to fetch it."""
+    from importlib import resources
+
+    data = resources.files("imagegate").joinpath("icon.png").read_bytes()
+    return types.Icon(src="data:image/png;base64," + base64.b64encode(data).decode(), mime_type="image/png", sizes=["64x64"])
+
+
 def create_server(service_factory: Callable[[], Service] = build_service) -> Server[Service]:
     """The MCP server; the service is built once, in the lifespan, so a bad config fails at start."""
 
@@ -307,6 +315,7 @@ def create_server(service_factory: Callable[[], Service] = build_service) -> Ser
         "imagegate",
         version=__version__,
         title="imagegate",
+        icons=[_icon()],
         instructions=INSTRUCTIONS,
         lifespan=lifespan,
         on_list_tools=list_tools,

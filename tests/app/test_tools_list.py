@@ -96,3 +96,10 @@ async def test_tools_list_stays_small(tmp_path):
     # Issue 7 sets 4 KB for one provider; the foundation keeps within these until then.
     assert size(one) <= 8192, size(one)
     assert size(every) <= 12288, size(every)
+
+
+async def test_the_server_announces_itself_with_an_icon(tmp_path):
+    async with stdio_client(base_env(tmp_path), mode="legacy") as client:  # the handshake carries serverInfo
+        info, instructions = client.server_info, client.instructions
+    assert info is not None and info.name == "imagegate" and "list_models" in (instructions or "")
+    assert info.icons and info.icons[0].src.startswith("data:image/png;base64,") and info.icons[0].sizes == ["64x64"]
