@@ -64,8 +64,10 @@ class ImagegateError(Exception):
         self.upstream_message = upstream_message
 
     def agent_text(self) -> str:
-        """The text shown to the agent: what happened and, where known, what to do."""
+        """The text shown to the agent: who failed, what happened and, where known, what to do."""
         text = self.message
+        if self.provider and self.provider not in text:  # parse-step errors do not know who answered
+            text = f"{self.provider}: {text}"
         if self.upstream_message and self.upstream_message not in text:
             text += f" (upstream said: {self.upstream_message})"
         return text

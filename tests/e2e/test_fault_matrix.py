@@ -1,0 +1,75 @@
+"""The same upstream faults against every wire protocol, through the real server over stdio:
+a 429 with Retry-After is retried into a success; a 500, a malformed body and a dropped
+connection end in a clear upstream_error naming the provider, within a bounded time; the
+server serves the next call."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests.conftest import base_env, stdio_client, text_of
+from tools.emulator import start_thread
+
+pytestmark = pytest.mark.anyio
+ERROR_META = "io.imagegate/error"
+CALLS = {  # one valid text-to-image call per provider (and both DashScope modes)
+    "openai": {"model": "gpt-image-1"},
+    "zhaotou": {"model": "gemini-3-pro-image-preview"},
+    "modelmax": {"model": "imagen-3"},
+    "modelgate": {"model": "seedream-4.0"},
+    "mixroute": {"model": "gpt-image-1"},
+    "atalk": {"model": "flux-2-pro"},
+    "gemini": {"model": "gemini-2.5-flash-image"},
+    "ark": {"model": "seedream-4.0"},
+    "dashscope": {"model": "qwen-image-plus"},
+    "dashscope-async": {"model": "wan2.2-t2i-flash"},
+    "bfl": {"model": "flux-2-pro"},
+}
+FAULTS = [
+    ("retried-429", {"kind": "status", "status": 429, "retry_after": "1"}, 1, None),
+    ("http-500", {"kind": "status", "status": 500}, 1, "upstream_error"),
+    ("malformed-json", {"kind": "malformed_json"}, 1, "upstream_error"),
+    ("dropped-connection", {"kind": "drop_connection"}, 2, "upstream_error"),
+]
+
+
+@pytest.fixture(scope="module")
+def emulator():
+    with start_thread() as emu:
+        yield emu
+
+
+def kind_of(result) -> str | None:
+    return ((result.meta or {}).get(ERROR_META) or {}).get("kind")
+
+
+@pytest.mark.parametrize("case", list(CALLS))
+async def test_every_protocol_survives_the_same_faults(tmp_path, emulator, case):
+    provider = case.split("-")[0]
+    env = base_env(
+        tmp_path,
+        IMAGEGATE_MAX_RETRIES="1",
+        IMAGEGATE_TIMEOUT="20",
+        **{f"{provider.upper()}_API_KEY": "test-matrix-key", f"{provider.upper()}_BASE_URL": emulator.base_url(provider)},
+    )
+    args = {**CALLS[case], "provider": provider, "prompt": "a lighthouse at dusk"}
+    failures = []
+    async with stdio_client(env) as client:
+        for name, fault, count, expected in FAULTS:
+            emulator.reset()
+            emulator.fault(provider, "*", count=count, **fault)
+            started = time.monotonic()
+            result = await client.call_tool("generate_image", args)
+            took = time.monotonic() - started
+            got = kind_of(result) if result.is_error else None
+            if got != expected or took > 15:
+                failures.append(f"{name}: expected {expected}, got {got} in {took:.1f} s: {text_of(result)[:200]}")
+            elif expected and provider not in text_of(result):
+                failures.append(f"{name}: the error does not name {provider}: {text_of(result)[:200]}")
+        emulator.reset()
+        after = await client.call_tool("generate_image", args)
+        if after.is_error:
+            failures.append(f"the next call failed: {text_of(after)[:200]}")
+    assert not failures, "\n".join(failures)
