@@ -5,8 +5,6 @@ images. Serves the `ark` provider; which model takes which field is route data (
 
 from __future__ import annotations
 
-import base64
-import binascii
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -21,7 +19,7 @@ from ..errors import (
     RateLimited,
     UpstreamError,
 )
-from .base import AdapterReply, Artifact, Job, Warning
+from .base import AdapterReply, Artifact, Job, Warning, decode_base64
 from .http import ProviderClient, default_error
 
 __all__ = ["build_request", "classify_error", "parse_reply", "run"]
@@ -137,13 +135,6 @@ def build_request(job: Job) -> WireRequest:
     return WireRequest(job.route.wire.path or DEFAULT_PATH, body, warnings)
 
 
-def _decode(b64: str) -> bytes:
-    try:
-        return base64.b64decode(b64, validate=True)
-    except (binascii.Error, ValueError):
-        raise UpstreamError("returned base64 image data that does not decode") from None
-
-
 def _failure_text(failure: _Failure) -> str:
     return f"{failure.code}: {failure.message}" if failure.message else failure.code or "unknown error"
 
@@ -163,7 +154,7 @@ def parse_reply(body: Any, provider: str = "ark", seed: int | None = None) -> Ad
         ) from None
     items = reply.data or []
     artifacts = tuple(
-        Artifact(data=_decode(item.b64_json) if item.b64_json else None, url=item.url, seed=seed)
+        Artifact(data=decode_base64(item.b64_json) if item.b64_json else None, url=item.url, seed=seed)
         for item in items
         if item.url or item.b64_json
     )

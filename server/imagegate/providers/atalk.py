@@ -6,8 +6,6 @@ for text-to-image and reference edits alike, Flux and Gemini models on the same 
 
 from __future__ import annotations
 
-import base64
-import binascii
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -23,7 +21,7 @@ from ..errors import (
     RateLimited,
     UpstreamError,
 )
-from .base import AdapterReply, Artifact, InputImage, Job
+from .base import AdapterReply, Artifact, InputImage, Job, decode_base64
 from .http import ProviderClient, default_error
 
 __all__ = ["WireRequest", "build_request", "classify_error", "parse_reply", "run"]
@@ -110,20 +108,13 @@ def build_request(job: Job) -> WireRequest:
     return WireRequest(path=job.route.wire.path or DEFAULT_PATH, json=body)
 
 
-def _decode(b64: str) -> bytes:
-    try:
-        return base64.b64decode(b64, validate=True)
-    except (binascii.Error, ValueError):
-        raise UpstreamError("returned base64 image data that does not decode") from None
-
-
 def _artifact(item: _Image) -> Artifact | None:
     if not item.image:
         return None
     if item.type == "url":  # mimeType is always null for URL images (seeds/004, URLImageObject)
         return Artifact(url=item.image, revised_prompt=item.revised_prompt)
     if item.type == "base64":
-        return Artifact(data=_decode(item.image), mime=item.mime, revised_prompt=item.revised_prompt)
+        return Artifact(data=decode_base64(item.image), mime=item.mime, revised_prompt=item.revised_prompt)
     return None
 
 

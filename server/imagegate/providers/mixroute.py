@@ -6,8 +6,6 @@ bare (`{created, data}`) or wrapped as `{code, msg, data: {data, created}}`; bot
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections.abc import Callable
 from typing import Any
 
@@ -21,7 +19,7 @@ from ..errors import (
     NoImagesReturned,
     UpstreamError,
 )
-from .base import AdapterReply, Artifact, InputImage, Job
+from .base import AdapterReply, Artifact, InputImage, Job, decode_base64
 from .http import ProviderClient, default_error
 
 __all__ = ["DIALECTS", "build_request", "classify_error", "parse_reply", "run"]
@@ -159,13 +157,6 @@ def build_request(job: Job) -> tuple[str, dict[str, Any]]:
     return wire.path or DEFAULT_PATH, body
 
 
-def _decode(b64: str) -> bytes:
-    try:
-        return base64.b64decode(b64, validate=True)
-    except (binascii.Error, ValueError):
-        raise UpstreamError("returned base64 image data that does not decode") from None
-
-
 def _unwrap(body: Any, provider: str) -> Any:
     """The inner `{data, created}` of a `{code, msg, data}` envelope; a code other than 200 is an error."""
     if not (isinstance(body, dict) and "code" in body and not isinstance(body.get("data"), list)):
@@ -184,7 +175,7 @@ def _unwrap(body: Any, provider: str) -> Any:
 def _artifact(item: _Item) -> Artifact:
     revised = item.revised_prompt or None  # the wrapped example sends "" for "none"
     if item.b64_json:
-        return Artifact(data=_decode(item.b64_json), revised_prompt=revised)
+        return Artifact(data=decode_base64(item.b64_json), revised_prompt=revised)
     return Artifact(url=item.url, revised_prompt=revised)
 
 

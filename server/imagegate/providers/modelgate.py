@@ -6,8 +6,6 @@ request body (field order per model family), the reply's three image spellings a
 
 from __future__ import annotations
 
-import base64
-import binascii
 import re
 from typing import Any
 
@@ -22,7 +20,7 @@ from ..errors import (
     RateLimited,
     UpstreamError,
 )
-from .base import AdapterReply, Artifact, InputImage, Job
+from .base import AdapterReply, Artifact, InputImage, Job, decode_base64
 from .http import ProviderClient, default_error
 
 __all__ = ["build_request", "classify_error", "parse_reply", "run"]
@@ -89,27 +87,20 @@ def build_request(job: Job) -> dict[str, Any]:
     return body
 
 
-def _decode(text: str) -> bytes:
-    try:
-        return base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError):
-        raise UpstreamError("returned base64 image data that does not decode") from None
-
-
 def _artifact(item: _Item) -> Artifact | None:
     """The doc shows `url`, `b64_json` (its code samples) and `content` as a data URL (its reply sample)."""
     if item.url:
         return Artifact(url=item.url)
     if item.b64_json:
-        return Artifact(data=_decode(item.b64_json))
+        return Artifact(data=decode_base64(item.b64_json))
     if not item.content:
         return None
     if item.content.startswith(("http://", "https://")):
         return Artifact(url=item.content)
     match = DATA_URL.match(item.content)
     if match is None:
-        return Artifact(data=_decode(item.content))
-    return Artifact(data=_decode(match[2]), mime=match[1] or None)
+        return Artifact(data=decode_base64(item.content))
+    return Artifact(data=decode_base64(match[2]), mime=match[1] or None)
 
 
 def _usage(reply: _Reply) -> dict[str, Any] | None:
