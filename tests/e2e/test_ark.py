@@ -18,8 +18,9 @@ from typing import Any
 import httpx2
 import pytest
 from PIL import Image
+from tests.e2e import metadata
 from tests.conftest import base_env, stdio_client, text_of
-from tools.emulator import EmulatorClient, start_thread
+from tools.emulator import EmulatorClient
 from tools.emulator.ark import URL_TTL, _ArkProvider, routes
 from tools.emulator.core import Provider
 from tools.emulator.state import EmulatorState
@@ -28,18 +29,6 @@ pytestmark = pytest.mark.anyio
 
 KEY = "test-sentinel-key-ark"
 REFUSED_OUTPUT = "The request failed because the output image may contain sensitive information."
-
-
-@pytest.fixture(scope="module")
-def emulator() -> Iterator[EmulatorClient]:
-    with start_thread() as running:
-        yield running
-
-
-@pytest.fixture
-def emu(emulator: EmulatorClient) -> EmulatorClient:
-    emulator.reset()
-    return emulator
 
 
 GROUP_CONFIG = """
@@ -68,11 +57,6 @@ def env_for(tmp_path: Path, emulator: EmulatorClient, **extra: str) -> dict[str,
         "IMAGEGATE_CONFIG": str(config),
     }
     return base_env(tmp_path, **settings, **extra)
-
-
-def meta_of(result: Any) -> dict[str, Any]:
-    """The compact JSON on the text block's last line."""
-    return dict(json.loads(text_of(result).splitlines()[-1]))
 
 
 def kind_of(result: Any) -> str:
@@ -111,7 +95,7 @@ async def test_seedream_4_generates_the_ratio_preset_with_usage_in_result_and_si
             "generate_image", {"model": "seedream-4.0", "prompt": "a fox", "size": "16:9"}
         )
         assert not result.is_error, text_of(result)
-    meta = meta_of(result)
+    meta = metadata(result)
     (image,) = meta["images"]
     assert (image["width"], image["height"], image["mime_type"]) == (2560, 1440, "image/jpeg")
     assert pixels(image) == (2560, 1440)
@@ -141,7 +125,7 @@ async def test_a_bare_resolution_goes_as_the_tier_and_seedream_picks_the_pixels(
         args = {"model": model, "prompt": "a fox", "resolution": resolution}
         result = await client.call_tool("generate_image", args)
         assert not result.is_error, text_of(result)
-    assert pixels(meta_of(result)["images"][0]) == size
+    assert pixels(metadata(result)["images"][0]) == size
     assert sent(emu)[0]["size"] == wire
 
 
@@ -161,7 +145,7 @@ async def test_size_rules_hold_at_their_edges_before_anything_is_sent(tmp_path, 
         for model, args in accepted:
             result = await client.call_tool("generate_image", {"model": model, "prompt": "x", **args})
             assert not result.is_error, (model, args, text_of(result))
-            assert tuple(map(int, args["size"].split("x"))) == pixels(meta_of(result)["images"][0])
+            assert tuple(map(int, args["size"].split("x"))) == pixels(metadata(result)["images"][0])
         for model, args in refused:
             result = await client.call_tool("generate_image", {"model": model, "prompt": "x", **args})
             assert kind_of(result) == "invalid_argument", (model, args)
@@ -178,7 +162,7 @@ async def test_n_fans_out_over_single_image_calls_without_group_mode(tmp_path, e
             "generate_image", {"model": "seedream-4.0", "prompt": "two foxes", "n": 2}
         )
         assert not result.is_error, text_of(result)
-    meta = meta_of(result)
+    meta = metadata(result)
     assert meta["calls"] == 2 and len(meta["images"]) == 2
     assert all("sequential_image_generation" not in body for body in sent(emu))
 
@@ -197,7 +181,7 @@ async def test_seedream_edit_sends_every_reference_in_one_image_list(tmp_path, e
     (body,) = sent(emu)
     assert body["image"] == [data_url_of(png, "png"), data_url_of(jpeg, "jpeg"), url]
     assert body["size"] == "2048x2048"
-    assert pixels(meta_of(result)["images"][0]) == (2048, 2048)
+    assert pixels(metadata(result)["images"][0]) == (2048, 2048)
 
 
 async def test_seededit_follows_the_input_image_and_sends_its_knobs(tmp_path, emu):
@@ -213,7 +197,7 @@ async def test_seededit_follows_the_input_image_and_sends_its_knobs(tmp_path, em
     async with stdio_client(env_for(tmp_path, emu)) as client:
         result = await client.call_tool("edit_image", args)
         assert not result.is_error, text_of(result)
-    (image,) = meta_of(result)["images"]
+    (image,) = metadata(result)["images"]
     assert pixels(image) == (640, 480)
     assert image["seed"] == 42 and sidecar_of(image)["seed"] == 42
     assert sent(emu) == [
@@ -238,7 +222,7 @@ async def test_a_group_route_makes_n_images_in_one_call_and_downloads_their_urls
         args = {"model": "seedream-4.0", "provider": "arkgroup", "prompt": "a comic in three panels", "n": 3}
         result = await client.call_tool("generate_image", args)
         assert not result.is_error, text_of(result)
-    meta = meta_of(result)
+    meta = metadata(result)
     assert meta["calls"] == 1 and len(meta["images"]) == 3
     assert meta["usage"][0]["generated_images"] == 3
     (body,) = sent(emu)
@@ -254,7 +238,7 @@ async def test_a_group_call_with_refused_images_keeps_the_rest_and_says_why(tmp_
         args = {"model": "seedream-4.0", "provider": "arkgroup", "prompt": "three panels", "n": 3}
         result = await client.call_tool("generate_image", args)
         assert not result.is_error, text_of(result)
-    meta = meta_of(result)
+    meta = metadata(result)
     assert len(meta["images"]) == 1
     warnings = " ".join(meta["warnings"])
     assert warnings.count(f"arkgroup: OutputImageSensitiveContentDetected: {REFUSED_OUTPUT}") == 2

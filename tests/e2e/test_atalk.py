@@ -18,8 +18,9 @@ from typing import Any
 import httpx2
 import pytest
 from PIL import Image
+from tests.e2e import metadata
 from tests.conftest import base_env, stdio_client, text_of
-from tools.emulator import EmulatorClient, start_thread
+from tools.emulator import EmulatorClient
 
 pytestmark = pytest.mark.anyio
 
@@ -28,25 +29,8 @@ PROVIDER = "atalk"
 ERROR_META = "io.imagegate/error"
 
 
-@pytest.fixture(scope="module")
-def emulator() -> Iterator[EmulatorClient]:
-    with start_thread() as emu:
-        yield emu
-
-
-@pytest.fixture
-def emu(emulator: EmulatorClient) -> EmulatorClient:
-    emulator.reset()
-    return emulator
-
-
 def env(tmp_path: Path, emulator: EmulatorClient, **extra: str) -> dict[str, str]:
     return base_env(tmp_path, ATALK_API_KEY=KEY, ATALK_BASE_URL=emulator.base_url(PROVIDER), **extra)
-
-
-def meta_of(result: Any) -> dict[str, Any]:
-    """The compact JSON on the text block's last line."""
-    return dict(json.loads(text_of(result).splitlines()[-1]))
 
 
 def bodies(emulator: EmulatorClient) -> list[dict[str, Any]]:
@@ -88,7 +72,7 @@ async def test_flux_text_to_image_sends_the_docs_basic_body_and_downloads_the_ur
         result = await client.call_tool("generate_image", args)
 
     assert not result.is_error, text_of(result)
-    meta = meta_of(result)
+    meta = metadata(result)
     assert meta["provider"] == PROVIDER and meta["calls"] == 1
     assert sizes_of(meta) == [(1360, 768)]  # the emulator's ~1 MP for a bare ratio
     assert meta["images"][0]["mime_type"] == "image/jpeg"  # Flux's default output_format
@@ -111,7 +95,7 @@ async def test_flux_pixels_go_as_width_height_with_the_flux_options(tmp_path, em
     async with stdio_client(env(tmp_path, emu)) as client:
         result = await client.call_tool("generate_image", args)
 
-    meta = meta_of(result)
+    meta = metadata(result)
     assert sizes_of(meta) == [(1344, 768)]
     assert meta["images"][0]["mime_type"] == "image/png"
     (body,) = bodies(emu)
@@ -131,7 +115,7 @@ async def test_gemini_answers_base64_of_its_ratio_and_gets_aspect_ratio_only(tmp
     async with stdio_client(env(tmp_path, emu)) as client:
         result = await client.call_tool("generate_image", args)
 
-    meta = meta_of(result)
+    meta = metadata(result)
     assert sizes_of(meta) == [(1536, 672)]
     assert meta["images"][0]["mime_type"] == "image/png"
     assert bodies(emu) == [{"model": "gemini-2.5-flash-image", "prompt": "a fox", "aspect_ratio": "21:9"}]
@@ -143,7 +127,7 @@ async def test_n_fans_out_one_image_per_call_and_usage_reaches_the_result_and_si
     async with stdio_client(env(tmp_path, emu)) as client:
         result = await client.call_tool("generate_image", args)
 
-    meta = meta_of(result)
+    meta = metadata(result)
     assert meta["calls"] == 3 and len(meta["images"]) == 3
     assert len(bodies(emu)) == 3
     usage = {"cost": 0.04, "images_generated": 1, "images_failed": 0, "currency": "CNY"}
@@ -179,7 +163,7 @@ async def test_flux_edit_sends_files_and_data_urls_as_bare_base64_and_urls_as_ur
     assert base64.b64decode(body["input_image"]) == first.read_bytes()
     assert base64.b64decode(body["input_image_2"]) == second.read_bytes()
     assert body["input_image_3"] == url
-    assert sizes_of(meta_of(result)) == [(832, 1248)]
+    assert sizes_of(metadata(result)) == [(832, 1248)]
 
 
 async def test_eight_references_fill_every_input_image_field(tmp_path, emu):
@@ -202,7 +186,7 @@ async def test_gemini_edit_with_a_reference(tmp_path, emu):
     async with stdio_client(env(tmp_path, emu)) as client:
         result = await client.call_tool("edit_image", args)
 
-    assert sizes_of(meta_of(result)) == [(1024, 1024)]
+    assert sizes_of(metadata(result)) == [(1024, 1024)]
     (body,) = bodies(emu)
     assert body == {
         "model": "gemini-2.5-flash-image",
@@ -246,7 +230,7 @@ async def test_sizes_at_the_edges_are_served_and_past_them_refused_before_any_re
             args = {"model": model, "prompt": "edge", "size": size, "provider": PROVIDER}
             result = await client.call_tool("generate_image", args)
             assert not result.is_error, (size, text_of(result))
-            assert sizes_of(meta_of(result)) == [expected], size
+            assert sizes_of(metadata(result)) == [expected], size
         served = len(emu.requests(PROVIDER))
         for args, fragment in REFUSED:
             result = await client.call_tool("generate_image", {"prompt": "x", "provider": PROVIDER, **args})
@@ -357,7 +341,7 @@ async def test_a_partial_fan_out_keeps_what_arrived_and_says_what_did_not(tmp_pa
         result = await client.call_tool("generate_image", args)
 
     assert not result.is_error, text_of(result)
-    meta = meta_of(result)
+    meta = metadata(result)
     assert len(meta["images"]) == 1
     assert any("1 of 2 images were made" in w and "Request Moderated" in w for w in meta["warnings"])
 

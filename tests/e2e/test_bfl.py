@@ -21,18 +21,12 @@ import httpx2
 import pytest
 from PIL import Image
 from tests.conftest import TEST_KEY_PREFIX, base_env, stdio_client, text_of
-from tools.emulator import EmulatorClient, start_thread
+from tools.emulator import EmulatorClient
 
 pytestmark = pytest.mark.anyio
 
 KEY = f"{TEST_KEY_PREFIX}bfl"
 ERROR_META = "io.imagegate/error"
-
-
-@pytest.fixture(scope="module")
-def emulator() -> Iterator[EmulatorClient]:
-    with start_thread() as emu:
-        yield emu
 
 
 def env_for(tmp_path: Path, emulator: EmulatorClient, **extra: str) -> dict[str, str]:

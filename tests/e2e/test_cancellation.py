@@ -10,15 +10,8 @@ import pytest
 from PIL import Image
 
 from tests.conftest import base_env, stdio_client, text_of
-from tools.emulator import start_thread
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture(scope="module")
-def emulator():
-    with start_thread() as emu:
-        yield emu
 
 
 async def test_cancel_keeps_what_arrived_and_leaves_no_partial_files(tmp_path, emulator):

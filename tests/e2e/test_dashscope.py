@@ -17,8 +17,9 @@ from typing import Any
 import httpx2
 import pytest
 from PIL import Image
+from tests.e2e import metadata
 from tests.conftest import base_env, stdio_client, text_of
-from tools.emulator import EmulatorClient, start_thread
+from tools.emulator import EmulatorClient
 
 pytestmark = pytest.mark.anyio
 
@@ -26,18 +27,6 @@ KEY = "test-sentinel-key-dashscope"
 SYNC = "/services/aigc/multimodal-generation/generation"
 T2I = "/services/aigc/text2image/image-synthesis"
 INSPECTION = "Output data may contain inappropriate content."
-
-
-@pytest.fixture(scope="module")
-def emulator() -> Iterator[EmulatorClient]:
-    with start_thread() as running:
-        yield running
-
-
-@pytest.fixture
-def emu(emulator: EmulatorClient) -> EmulatorClient:
-    emulator.reset()
-    return emulator
 
 
 def env_for(tmp_path: Path, emulator: EmulatorClient, **extra: str) -> dict[str, str]:
@@ -56,11 +45,6 @@ def tasks(emulator: EmulatorClient, **scenario: Any) -> dict[str, Any]:
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     with opener.open(request, timeout=10) as response:
         return dict(json.load(response))
-
-
-def meta_of(result) -> dict[str, Any]:
-    """The compact JSON on the text block's last line."""
-    return dict(json.loads(text_of(result).splitlines()[-1]))
 
 
 def kind_of(result) -> str:
@@ -92,7 +76,7 @@ async def test_qwen_image_generates_at_the_asked_size_with_usage_in_result_and_s
             {"model": "qwen-image-plus", "prompt": "a poster that says hello", "size": "16:9", "seed": 7},
         )
         assert not result.is_error, text_of(result)
-        meta = meta_of(result)
+        meta = metadata(result)
         (image,) = meta["images"]
         assert (image["width"], image["height"], image["mime_type"]) == (1664, 928, "image/png")
         with Image.open(image["path"]) as saved:
@@ -115,7 +99,7 @@ async def test_qwen_image_fans_n_out_over_single_image_calls_and_always_sends_a_
             "generate_image", {"model": "qwen-image", "prompt": "three foxes", "n": 3}
         )
         assert not result.is_error, text_of(result)
-        meta = meta_of(result)
+        meta = metadata(result)
         assert meta["calls"] == 3 and len(meta["images"]) == 3
     calls = sent(emu, "generation")
     assert [c["json"]["parameters"] for c in calls] == [{"n": 1, "size": "1328*1328"}] * 3
@@ -127,7 +111,7 @@ async def test_wan26_sends_n_explicitly_and_splits_at_four_per_call(tmp_path, em
             "generate_image", {"model": "wan2.6-t2i", "prompt": "a lighthouse", "n": 5, "size": "21:9"}
         )
         assert not result.is_error, text_of(result)
-        meta = meta_of(result)
+        meta = metadata(result)
         assert meta["calls"] == 2 and {(i["width"], i["height"]) for i in meta["images"]} == {(1344, 576)}
         assert sorted(u["image_count"] for u in meta["usage"]) == [1, 4]
         assert all(u["size"] == "1344*576" for u in meta["usage"])
@@ -146,7 +130,7 @@ async def test_wan22_runs_as_a_polled_task_and_returns_the_revised_prompt(tmp_pa
             },
         )
         assert not result.is_error, text_of(result)
-        meta = meta_of(result)
+        meta = metadata(result)
         assert meta["calls"] == 1 and len(meta["images"]) == 2
         for image in meta["images"]:
             assert (image["width"], image["height"]) == (1024, 1024)
@@ -172,7 +156,7 @@ async def test_a_task_that_loses_some_results_keeps_the_others_and_says_so(tmp_p
             "generate_image", {"model": "wan2.2-t2i-flash", "prompt": "two cats", "n": 2}
         )
         assert not result.is_error, text_of(result)
-        meta = meta_of(result)
+        meta = metadata(result)
         assert len(meta["images"]) == 1
         assert any("1 of 2 images" in w for w in meta["warnings"]), meta["warnings"]
 
@@ -211,7 +195,7 @@ async def test_sizes_at_the_edges_are_sent_as_w_star_h_and_beyond_them_refused_b
                 "generate_image", {"model": model, "prompt": "edge", "size": size}
             )
             assert not result.is_error, (model, size, text_of(result))
-            (image,) = meta_of(result)["images"]
+            (image,) = metadata(result)["images"]
             assert (image["width"], image["height"]) == (width, height), (model, size)
         made = len(emu.requests("dashscope"))
         for model, size, fragment in SIZE_REFUSALS:
@@ -242,7 +226,7 @@ async def test_edit_plus_sends_local_references_as_data_urls_and_follows_the_las
             },
         )
         assert not result.is_error, text_of(result)
-        meta = meta_of(result)
+        meta = metadata(result)
         assert meta["calls"] == 1 and len(meta["images"]) == 2
         assert {(i["width"], i["height"]) for i in meta["images"]} == {
             (832, 1248)
@@ -261,14 +245,14 @@ async def test_edit_passes_a_url_reference_through_and_honours_an_explicit_size(
             "edit_image", {"model": "qwen-image-edit", "prompt": "make it a watercolour", "images": [url]}
         )
         assert not result.is_error, text_of(result)
-        (image,) = meta_of(result)["images"]
+        (image,) = metadata(result)["images"]
         assert (image["width"], image["height"]) == (1024, 1024)
         sized = await client.call_tool(
             "edit_image",
             {"model": "qwen-image-edit-plus", "prompt": "wider", "images": [url], "size": "2048x512"},
         )
         assert not sized.is_error, text_of(sized)
-        assert (meta_of(sized)["images"][0]["width"], meta_of(sized)["images"][0]["height"]) == (2048, 512)
+        assert (metadata(sized)["images"][0]["width"], metadata(sized)["images"][0]["height"]) == (2048, 512)
         small = png_file(tmp_path / "small.png", 300, 300)
         refused = await client.call_tool(
             "edit_image", {"model": "qwen-image-edit", "prompt": "x", "images": [small]}

@@ -24,7 +24,6 @@ from tests.e2e import (
     sidecar_of,
     write_image,
 )
-from tools.emulator import start_thread
 
 pytestmark = pytest.mark.anyio
 
@@ -34,12 +33,6 @@ PROMPT = "give the fox a hat"
 @pytest.fixture(scope="module")
 def anyio_backend() -> str:
     return "asyncio"
-
-
-@pytest.fixture(scope="module")
-def emulator():
-    with start_thread() as emu:
-        yield emu
 
 
 class FileServer:

@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 from tests.conftest import text_of
 from tests.e2e import KEYS, emulator_env, error_of, metadata, open_image, serve, summary_lines, write_image
-from tools.emulator import start_thread
 
 pytestmark = pytest.mark.anyio
 
@@ -27,12 +26,6 @@ POLICY_DALL_E = "Your request was rejected as a result of our safety system"
 @pytest.fixture(scope="module")
 def anyio_backend() -> str:
     return "asyncio"
-
-
-@pytest.fixture(scope="module")
-def emulator():
-    with start_thread() as emu:
-        yield emu
 
 
 @pytest.fixture(autouse=True)

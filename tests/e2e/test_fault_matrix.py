@@ -11,7 +11,6 @@ import time
 import pytest
 
 from tests.conftest import base_env, stdio_client, text_of
-from tools.emulator import start_thread
 
 pytestmark = pytest.mark.anyio
 ERROR_META = "io.imagegate/error"
@@ -41,12 +40,6 @@ FAULTS = [
     ("error-shape-in-a-200", {"kind": "error_in_200", "status": 400}, 1, ANY_ERROR),
     ("slower-than-the-timeout", {"kind": "slow", "seconds": 6}, 1, "timeout"),
 ]
-
-
-@pytest.fixture(scope="module")
-def emulator():
-    with start_thread() as emu:
-        yield emu
 
 
 def kind_of(result) -> str | None:

@@ -22,24 +22,12 @@ import pytest
 from PIL import Image
 from tests.conftest import base_env, text_of
 from tests.e2e import error_of, metadata, open_image, serve, sidecar_of, write_image
-from tools.emulator import EmulatorClient, start_thread
+from tools.emulator import EmulatorClient
 
 pytestmark = pytest.mark.anyio
 
 KEY = "test-sentinel-key-gemini-e2e"
 GENERATE = "generateContent"
-
-
-@pytest.fixture(scope="module")
-def emulator() -> Iterator[EmulatorClient]:
-    with start_thread() as running:
-        yield running
-
-
-@pytest.fixture
-def emu(emulator: EmulatorClient) -> EmulatorClient:
-    emulator.reset()
-    return emulator
 
 
 def env_for(tmp_path: Path, emulator: EmulatorClient, **extra: str) -> dict[str, str]:

@@ -24,7 +24,6 @@ from tests.e2e import (
     serve,
     sidecar_of,
 )
-from tools.emulator import start_thread
 
 pytestmark = pytest.mark.anyio
 
@@ -35,12 +34,6 @@ PREVIEW_TOTAL_BASE64 = 96 * 1024
 @pytest.fixture(scope="module")
 def anyio_backend() -> str:
     return "asyncio"
-
-
-@pytest.fixture(scope="module")
-def emulator():
-    with start_thread() as emu:
-        yield emu
 
 
 @pytest.fixture(autouse=True)

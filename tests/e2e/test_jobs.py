@@ -8,15 +8,8 @@ import time
 import pytest
 
 from tests.conftest import base_env, stdio_client, text_of
-from tools.emulator import start_thread
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture(scope="module")
-def emulator():
-    with start_thread() as emu:
-        yield emu
 
 
 def env(tmp_path, emulator, **extra: str) -> dict[str, str]:

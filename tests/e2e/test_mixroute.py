@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,7 @@ import httpx2
 import pytest
 from PIL import Image
 from tests.conftest import base_env, stdio_client, text_of
-from tools.emulator import EmulatorClient, start_thread
+from tools.emulator import EmulatorClient
 
 pytestmark = pytest.mark.anyio
 
@@ -26,18 +25,6 @@ KEY = "test-sentinel-key-mixroute"
 WRAPPED_KEY = "test-wrapped-sentinel-key-mixroute"
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "mixroute"
 DOC_IMAGE = "data:image/png;base64,iVBORw0KGgoAAxxxx..."
-
-
-@pytest.fixture(scope="module")
-def emulator() -> Iterator[EmulatorClient]:
-    with start_thread() as running:
-        yield running
-
-
-@pytest.fixture
-def emu(emulator: EmulatorClient) -> EmulatorClient:
-    emulator.reset()
-    return emulator
 
 
 def env_for(tmp_path: Path, emulator: EmulatorClient, key: str = KEY, **extra: str) -> dict[str, str]:

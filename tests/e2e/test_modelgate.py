@@ -9,15 +9,15 @@ from __future__ import annotations
 import base64
 import io
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx2
 import pytest
 from PIL import Image
+from tests.e2e import metadata
 from tests.conftest import base_env, stdio_client, text_of
-from tools.emulator import EmulatorClient, start_thread
+from tools.emulator import EmulatorClient
 
 pytestmark = pytest.mark.anyio
 
@@ -25,25 +25,8 @@ KEY = "test-sentinel-key-modelgate-5b1e"
 PROVIDER = "modelgate"
 
 
-@pytest.fixture(scope="module")
-def emulator() -> Iterator[EmulatorClient]:
-    with start_thread() as emu:
-        yield emu
-
-
-@pytest.fixture
-def emu(emulator: EmulatorClient) -> EmulatorClient:
-    emulator.reset()
-    return emulator
-
-
 def env(tmp_path: Path, emulator: EmulatorClient, **extra: str) -> dict[str, str]:
     return base_env(tmp_path, MODELGATE_API_KEY=KEY, MODELGATE_BASE_URL=emulator.base_url(PROVIDER), **extra)
-
-
-def meta_of(result: Any) -> dict[str, Any]:
-    """The compact JSON on the text block's last line."""
-    return dict(json.loads(text_of(result).splitlines()[-1]))
 
 
 def bodies(emulator: EmulatorClient) -> list[dict[str, Any]]:
@@ -80,7 +63,7 @@ async def test_seedream_makes_n_images_in_one_call_with_the_doubao_body(tmp_path
         result = await client.call_tool("generate_image", {**args, "provider": PROVIDER})
 
     assert not result.is_error, text_of(result)
-    meta = meta_of(result)
+    meta = metadata(result)
     assert meta["calls"] == 1 and meta["provider"] == PROVIDER
     assert sizes_of(meta) == [(2560, 1440)] * 3
     assert {entry["mime_type"] for entry in meta["images"]} == {"image/jpeg"}
@@ -103,7 +86,7 @@ async def test_usage_and_task_ids_reach_the_result_and_the_sidecar(tmp_path, emu
     async with stdio_client(env(tmp_path, emu)) as client:
         result = await client.call_tool("generate_image", args)
 
-    meta = meta_of(result)
+    meta = metadata(result)
     (usage,) = meta["usage"]
     assert usage["usage"] == [{"quality": "default", "size": "2048x2048"}] * 2
     assert len(usage["task_id"]) == 32 and usage["request_id"].isdigit()
@@ -119,7 +102,7 @@ async def test_nano_banana_fans_out_one_image_per_call_in_the_google_order(tmp_p
         result = await client.call_tool("generate_image", {**args, "provider": PROVIDER})
 
     assert not result.is_error, text_of(result)
-    meta = meta_of(result)
+    meta = metadata(result)
     assert meta["calls"] == 2
     assert sizes_of(meta) == [(1536, 672)] * 2
     assert {entry["mime_type"] for entry in meta["images"]} == {"image/jpeg"}
@@ -145,7 +128,7 @@ async def test_sizes_at_the_edges_of_each_table_are_sent_and_delivered(tmp_path,
                 "generate_image", {**args, "prompt": "edge", "provider": PROVIDER}
             )
             assert not result.is_error, text_of(result)
-            assert sizes_of(meta_of(result)) == [size], args
+            assert sizes_of(metadata(result)) == [size], args
     assert [body["size"] for body in bodies(emu)] == [f"{w}x{h}" for _, (w, h) in EDGE_SIZES]
 
 
@@ -171,7 +154,7 @@ async def test_a_url_reply_is_downloaded_and_saved(tmp_path, emu):
         result = await client.call_tool("generate_image", args)
 
     assert not result.is_error, text_of(result)
-    assert sizes_of(meta_of(result)) == [(1024, 1024)]
+    assert sizes_of(metadata(result)) == [(1024, 1024)]
     assert bodies(emu)[0]["output_type"] == "url"
     assert emu.files()["downloads"] == 1
 
@@ -192,7 +175,7 @@ async def test_seedream_edit_sends_a_local_file_as_a_data_url_and_a_url_as_is(tm
         result = await client.call_tool("edit_image", args)
 
     assert not result.is_error, text_of(result)
-    assert sizes_of(meta_of(result)) == [(2304, 1728)]
+    assert sizes_of(metadata(result)) == [(2304, 1728)]
     (body,) = bodies(emu)
     first, second = body["seed_images"]
     assert first == "data:image/png;base64," + base64.b64encode(image.read_bytes()).decode()
@@ -208,7 +191,7 @@ async def test_nano_banana_pro_edit_takes_urls_and_its_reference_size_list(tmp_p
         square = await client.call_tool("edit_image", {**args, "size": "1:1"})
 
     assert not ratio.is_error, text_of(ratio)
-    assert sizes_of(meta_of(ratio)) == [(2528, 1696)]
+    assert sizes_of(metadata(ratio)) == [(2528, 1696)]
     assert square.is_error and square.meta["io.imagegate/error"]["kind"] == "invalid_argument"
     assert "1200x896" in text_of(square)
     (body,) = bodies(emu)
@@ -303,7 +286,7 @@ async def test_a_partial_seedream_batch_keeps_what_arrived_and_says_so(tmp_path,
         result = await client.call_tool("generate_image", args)
 
     assert not result.is_error, text_of(result)
-    meta = meta_of(result)
+    meta = metadata(result)
     assert len(meta["images"]) == 2
     assert any("2 of 4 images" in warning for warning in meta["warnings"])
 
