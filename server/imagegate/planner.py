@@ -10,8 +10,6 @@ allowed. Every refusal happens before a file is opened or a request is sent.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import ipaddress
 import os
 import re
@@ -24,6 +22,7 @@ from urllib.parse import SplitResult, urlsplit
 
 import anyio
 
+from . import codec
 from .catalog import Route
 from .errors import ImagegateError, InvalidRequest, shown
 from .imaging import ImageInfo, NotAnImage, probe
@@ -148,8 +147,8 @@ def _decode_data_url(name: str, ref: str, limit: int) -> bytes:
     if len(match[3]) * 3 // 4 > limit:
         raise _refuse(name, ref, f"at most {limit} bytes", f"holds more than {limit} bytes")
     try:
-        return base64.b64decode(match[3], validate=True)
-    except (binascii.Error, ValueError):
+        return codec.b64decode(match[3])
+    except ValueError:
         raise _refuse(name, ref, "valid base64", "does not hold valid base64") from None
 
 

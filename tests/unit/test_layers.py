@@ -1,5 +1,6 @@
 """The dependency rules of the house style, checked by walking imports: only app knows
-mcp, only the HTTP layer knows httpx2, only imaging knows Pillow; adapters stay apart."""
+mcp, only the HTTP layer knows httpx2, only imaging knows Pillow, only codec knows pybase64;
+adapters stay apart."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[2] / "server" / "imagegate"
-OWNERS = {"mcp": {"app.py"}, "mcp_types": {"app.py"}, "httpx2": {"providers/http.py"}, "PIL": {"imaging.py"}, "uvicorn": {"app.py"}}
+OWNERS = {"mcp": {"app.py"}, "mcp_types": {"app.py"}, "httpx2": {"providers/http.py"}, "PIL": {"imaging.py"}, "uvicorn": {"app.py"}, "pybase64": {"codec.py"}}
 
 
 def imports(path: Path) -> set[str]:

@@ -8,11 +8,11 @@ retry, sleep, poll by hand, touch files or read settings.
 
 from __future__ import annotations
 
-import binascii
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
+from .. import codec
 from ..catalog import ResolvedSize, Route
 from ..catalog.spec import KnobValue
 from ..errors import UpstreamError
@@ -39,16 +39,11 @@ class InputImage:
 
     def data_url(self) -> str:
         """The image as a `data:` URL (lowercase format token, as Ark and others require)."""
-        import base64
-
-        assert self.data is not None, "a URL-only input has no bytes"
-        return f"data:{self.mime.lower()};base64,{base64.b64encode(self.data).decode()}"
+        return f"data:{self.mime.lower()};base64,{self.base64()}"
 
     def base64(self) -> str:
-        import base64
-
         assert self.data is not None, "a URL-only input has no bytes"
-        return base64.b64encode(self.data).decode()
+        return codec.b64encode(self.data)
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,11 +96,11 @@ class AdapterReply:
 
 
 def decode_base64(text: str) -> bytes:
-    """Image bytes from an upstream's base64: strict (a corrupt payload is an error, not garbage)
-    and done in C, which matters at tens of megabytes."""
+    """Image bytes from an upstream's base64: strict (a corrupt payload is an error, not garbage),
+    and already decoded when the reply was parsed inside `codec.large_payloads()`."""
     try:
-        return binascii.a2b_base64(text, strict_mode=True)
-    except (binascii.Error, ValueError):
+        return codec.b64decode(text)
+    except ValueError:
         raise UpstreamError("returned base64 image data that does not decode") from None
 
 

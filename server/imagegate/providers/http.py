@@ -23,6 +23,7 @@ import anyio
 import httpx2
 from pydantic import SecretStr
 
+from .. import codec
 from ..errors import ImagegateError, RateLimited, UpstreamError, UpstreamTimeout
 
 __all__ = ["Classifier", "HttpReply", "ProviderClient", "ProviderProfile", "Transport", "default_error"]
@@ -35,6 +36,7 @@ MAX_RETRY_AFTER = 60.0
 BACKOFF_BASE = 0.5
 BACKOFF_CAP = 8.0
 CONNECT_TIMEOUT = 15.0
+LARGE_BODY = 1024 * 1024
 POOL = httpx2.Limits(max_connections=32, max_keepalive_connections=8)
 AUTH_HEADERS = {"bearer": "Authorization", "raw": "Authorization", "x-key": "x-key", "x-goog-api-key": "x-goog-api-key"}
 Transport = httpx2.AsyncBaseTransport
@@ -76,13 +78,20 @@ class HttpReply:
 
     status: int
     headers: Mapping[str, str]
-    content: bytes = field(repr=False)
+    content: bytes | bytearray = field(repr=False)
 
     def json(self) -> Any:
+        """The parsed body (see codec.loads for how image payloads skip the big string)."""
         try:
-            return json.loads(self.content)
+            return codec.loads(self.content)
         except (ValueError, UnicodeDecodeError):
             raise UpstreamError(f"answered with malformed JSON (HTTP {self.status})", status=self.status) from None
+
+    async def parsed(self) -> Any:
+        """`json()`, in a worker thread when the body is large enough to hold up other calls."""
+        if len(self.content) < LARGE_BODY:
+            return self.json()
+        return await anyio.to_thread.run_sync(self.json)
 
 
 def _message_of(body: Any) -> str | None:
@@ -141,7 +150,16 @@ def _host(url: str) -> str:
     return urlsplit(url).netloc or "the server"
 
 
-def _parse_body(content: bytes) -> Any:
+async def _body(response: httpx2.Response) -> bytearray:
+    """The whole body in one growing buffer: no list of chunks joined into a second copy at the end
+    (at hundreds of megabytes of base64 that copy was the peak of the process's memory)."""
+    body = bytearray()
+    async for chunk in response.aiter_bytes():
+        body += chunk
+    return body
+
+
+def _parse_body(content: bytes | bytearray) -> Any:
     try:
         return json.loads(content)
     except (ValueError, UnicodeDecodeError):
@@ -202,7 +220,8 @@ class ProviderClient:
         for attempt in range(self.max_retries + 1):
             final = attempt == self.max_retries
             try:
-                response = await self._http.request(method, url, json=json_body, data=data, files=files, headers=send_headers)
+                async with self._http.stream(method, url, json=json_body, data=data, files=files, headers=send_headers) as response:
+                    status, reply_headers, content = response.status_code, response.headers, await _body(response)
             except httpx2.TimeoutException as e:
                 if isinstance(e, httpx2.ConnectTimeout) and not final:
                     await self._backoff(attempt, None)
@@ -213,17 +232,17 @@ class ProviderClient:
                     await self._backoff(attempt, None)
                     continue
                 raise UpstreamError(f"could not reach {self.profile.id} ({type(e).__name__})", provider=self.profile.id, retryable=True) from None
-            if response.is_success:
-                return HttpReply(response.status_code, response.headers, response.content)
-            if response.status_code in RETRY_STATUSES and not final:
-                wait = _retry_after(response.headers)
+            if 200 <= status < 300:
+                return HttpReply(status, reply_headers, content)
+            if status in RETRY_STATUSES and not final:
+                wait = _retry_after(reply_headers)
                 if wait is None or wait <= MAX_RETRY_AFTER:
                     await self._backoff(attempt, wait)
                     continue
-            raise self._error(response.status_code, response.content, response.headers, classify)
+            raise self._error(status, content, reply_headers, classify)
         raise AssertionError("unreachable: the last attempt returns or raises")
 
-    def _error(self, status: int, content: bytes, headers: Mapping[str, str], classify: Classifier) -> ImagegateError:
+    def _error(self, status: int, content: bytes | bytearray, headers: Mapping[str, str], classify: Classifier) -> ImagegateError:
         error = classify(status, _parse_body(content), self.profile.id)
         error.message = self.redact(error.message) or error.message
         error.upstream_message = self.redact(error.upstream_message)
@@ -241,10 +260,10 @@ class ProviderClient:
 
     async def post_json(self, path: str, body: Any, classify: Classifier, headers: Mapping[str, str] | None = None) -> Any:
         """POST a JSON body and return the parsed JSON reply."""
-        return (await self.request("POST", path, classify, json_body=body, headers=headers)).json()
+        return await (await self.request("POST", path, classify, json_body=body, headers=headers)).parsed()
 
     async def get_json(self, path: str, classify: Classifier) -> Any:
-        return (await self.request("GET", path, classify)).json()
+        return await (await self.request("GET", path, classify)).parsed()
 
     async def download(
         self, url: str, sink: Callable[[bytes], Awaitable[None]], max_bytes: int, follow_redirects: bool = True

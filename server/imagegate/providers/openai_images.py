@@ -121,5 +121,5 @@ async def run(job: Job, client: ProviderClient) -> AdapterReply:
         body = await client.post_json(request.path, request.json, classify_error)
     else:
         reply = await client.request("POST", request.path, classify_error, data=request.form, files=request.files)
-        body = reply.json()
+        body = await reply.parsed()
     return parse_reply(body)

@@ -1,0 +1,105 @@
+"""codec.loads inside a large_payloads() scope must mean exactly what json.loads means: the same
+document, with each long base64 string (or base64 data: URL) standing as a token that b64decode
+turns back into the very bytes; anything else (escapes, non-base64 text, short strings) untouched."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from imagegate import codec
+
+BLOB = os.urandom(codec.LARGE_STRING)  # encodes to more than LARGE_STRING characters
+B64 = base64.b64encode(BLOB).decode()
+
+
+def resolved(value: Any) -> Any:
+    """The document with every token replaced by the base64 of its bytes (what json.loads gives)."""
+    if isinstance(value, dict):
+        return {k: resolved(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [resolved(v) for v in value]
+    if isinstance(value, str) and "\x00imagegate-payload-" in value:
+        prefix, _, token = value.partition("\x00")
+        return prefix + base64.b64encode(codec.b64decode("\x00" + token)).decode()
+    return value
+
+
+def parsed(document: Any, **dump: Any) -> Any:
+    with codec.large_payloads():
+        return resolved(codec.loads(bytearray(json.dumps(document, **dump).encode())))
+
+
+def test_a_long_base64_string_becomes_a_token_for_its_decoded_bytes():
+    with codec.large_payloads():
+        body = codec.loads(json.dumps({"data": [{"b64_json": B64, "revised_prompt": "a cat"}]}).encode())
+        token = body["data"][0]["b64_json"]
+        assert len(token) < 40 and body["data"][0]["revised_prompt"] == "a cat"
+        assert codec.b64decode(token) == BLOB
+
+
+def test_a_data_url_keeps_its_prefix_and_tokenises_the_payload():
+    with codec.large_payloads():
+        url = codec.loads(json.dumps({"url": "data:image/png;base64," + B64}).encode())["url"]
+    assert url.startswith("data:image/png;base64,\x00")
+
+
+def test_php_escaped_slashes_are_read_as_slashes():
+    body = json.dumps({"b64_json": B64}).replace("/", "\\/").encode()
+    with codec.large_payloads():
+        assert codec.b64decode(codec.loads(body)["b64_json"]) == BLOB
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "![image](data:image/png;base64," + B64 + ")",  # markdown around a data URL: not bare base64
+        B64[:-8] + "\\n" + B64[-8:],  # an escape other than \/
+        B64[:1000] + " not base64 " + B64[1000:],
+        "data:text/plain," + B64,  # a data: URL that is not base64
+    ],
+)
+def test_long_strings_that_are_not_bare_base64_parse_as_usual(text):
+    body = ('{"content": "' + text + '"}').encode()
+    with codec.large_payloads():
+        assert codec.loads(body) == json.loads(body)
+
+
+def test_outside_a_scope_loads_is_json_loads_and_tokens_mean_nothing():
+    body = json.dumps({"b64_json": B64}).encode()
+    assert codec.loads(body) == json.loads(body)
+    with pytest.raises(ValueError):
+        codec.b64decode("\x00imagegate-payload-0")
+
+
+def test_b64decode_is_strict_but_tolerates_line_breaks():
+    assert codec.b64decode("aGVs\nbG8=") == b"hello"
+    for bad in ("aGVsbG8", "aGVs*G8=", "héllo"):
+        with pytest.raises(ValueError):
+            codec.b64decode(bad)
+
+
+strings = st.one_of(
+    st.text(max_size=20),
+    st.just(B64),
+    st.just("data:image/webp;base64," + B64),
+    st.builds(lambda a, b: a + b, st.just(B64), st.text(alphabet='"\\/ \n\u00e9', max_size=3)),
+)
+documents = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(), strings),
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.text(alphabet='ab"\\', max_size=4), inner, max_size=4)),
+    max_leaves=8,
+)
+
+
+@pytest.mark.filterwarnings("ignore::hypothesis.errors.HypothesisWarning")  # examples hold 170 KB strings
+@settings(max_examples=60, deadline=None)
+@given(documents, st.booleans())
+def test_any_document_means_what_json_loads_says(document, ascii_only):
+    assert parsed(document, ensure_ascii=ascii_only) == document
