@@ -7,7 +7,6 @@ agent text; anything else becomes "internal error (ref …)" and is logged to st
 
 from __future__ import annotations
 
-import base64
 import hmac
 import json
 import logging
@@ -24,13 +23,13 @@ from mcp.server.lowlevel import Server
 from mcp.shared.exceptions import MCPError
 from pydantic import BaseModel
 
-from . import __version__
-from . import gallery
+from . import __version__, codec, gallery
 from .errors import ImagegateError, InvalidRequest
 from .generation import Outcome
+from .imaging import PreviewPolicy
 from .jobs import Job
 from .listing import ModelsAnswer, SizesAnswer
-from .results import ImageResult, make_previews, metadata, summary
+from .results import ImageResult, metadata, previews, summary
 from .service import Service, build_service
 
 __all__ = ["TOOL_DESCRIPTIONS", "create_server", "serve_http", "serve_stdio"]
@@ -131,14 +130,14 @@ def _answer(answer: ModelsAnswer | SizesAnswer) -> types.CallToolResult:
     )
 
 
-async def _image_result(service: Service, outcome: Outcome) -> types.CallToolResult:
+def _image_result(service: Service, outcome: Outcome) -> types.CallToolResult:
     """Text (summary + the metadata as compact JSON), one preview per image, a link per file."""
     settings = service.settings
-    previews, notes = await make_previews(outcome, settings.preview_max_edge, settings.preview_max_bytes)
+    shown, notes = previews(outcome)
     meta = metadata(outcome, notes)
     text = summary(outcome, notes) + "\n" + json.dumps(meta, ensure_ascii=False, separators=(",", ":"))
     content: list[types.ContentBlock] = [types.TextContent(type="text", text=text)]
-    content += [types.ImageContent(type="image", data=base64.b64encode(p.data).decode(), mime_type=p.mime) for p in previews]
+    content += [types.ImageContent(type="image", data=codec.b64encode(p.data), mime_type=p.mime) for p in shown]
     if settings.resource_links:
         # imagegate:// so clients that cannot open local paths can read the file; file:// for a fallback save.
         uris = [gallery.image_uri(settings.output_dir, i.path) or i.path.as_uri() for i in outcome.images]
@@ -159,7 +158,7 @@ def _resource_contents(image: gallery.GalleryImage, data: bytes) -> types.ReadRe
     sidecar = json.dumps(image.sidecar, indent=2, ensure_ascii=False)
     return types.ReadResourceResult(
         contents=[
-            types.BlobResourceContents(uri=image.uri, mime_type=image.mime, blob=base64.b64encode(data).decode()),
+            types.BlobResourceContents(uri=image.uri, mime_type=image.mime, blob=codec.b64encode(data)),
             types.TextResourceContents(uri=image.uri + METADATA_FRAGMENT, mime_type="application/json", text=sidecar),
         ]
     )
@@ -197,7 +196,7 @@ async def _job_answer(service: Service, job: Job, finished: bool, budget: float 
         raise job.error
     if job.outcome is None:
         return _text(f"job {job.id} was cancelled; images it had received are saved under {service.settings.output_dir}", is_error=True)
-    return await _image_result(service, job.outcome)
+    return _image_result(service, job.outcome)
 
 
 async def _run_image_tool(ctx: ServerRequestContext[Service], name: str, arguments: dict[str, Any] | None) -> types.CallToolResult:
@@ -212,7 +211,7 @@ async def _run_image_tool(ctx: ServerRequestContext[Service], name: str, argumen
             if live[0]:  # a token is void once the call has answered
                 await report(message)
 
-        return await service.generator.run(request, progress)
+        return await service.generator.run(request, progress, PreviewPolicy(service.settings.preview_max_edge, service.settings.preview_max_bytes))
 
     job = service.jobs.start(name, work)
     budget = service.settings.wait_budget_for(_client(ctx))
@@ -251,7 +250,7 @@ def _icon() -> types.Icon:
     from importlib import resources
 
     data = resources.files("imagegate").joinpath("icon.png").read_bytes()
-    return types.Icon(src="data:image/png;base64," + base64.b64encode(data).decode(), mime_type="image/png", sizes=["64x64"])
+    return types.Icon(src="data:image/png;base64," + codec.b64encode(data), mime_type="image/png", sizes=["64x64"])
 
 
 def create_server(service_factory: Callable[[], Service] = build_service) -> Server[Service]:

@@ -4,6 +4,9 @@ concurrency limit, and save every image the moment it arrives.
 Saving is shielded from cancellation: an image an upstream returned has been paid for, so
 once its bytes (or URL) are here it is written and published even if the call is being
 cancelled. A batch that fails does not stop the others; what arrived is kept and reported.
+
+Previews are made as each image arrives, from the bytes in memory, while the file is written
+(and, for a URL, while it downloads), not after the last image is saved.
 """
 
 from __future__ import annotations
@@ -18,9 +21,9 @@ from typing import Any
 
 import anyio
 
-from . import __version__
+from . import __version__, codec
 from .errors import ImagegateError, NoImagesReturned, UpstreamError
-from .imaging import ImageInfo, NotAnImage, probe
+from .imaging import ImageInfo, Incoming, NotAnImage, Preview, PreviewPolicy, Source, make_preview, probe
 from .planner import InputPolicy, batches, load_inputs
 from .providers import Registry
 from .providers.base import AdapterReply, Artifact, InputImage, Job
@@ -36,6 +39,8 @@ Progress = Callable[[str], Awaitable[None]]
 HEARTBEAT_SECONDS = 5.0
 MAX_CONCURRENT_CALLS = 4
 MAX_RESULT_BYTES = 200 * 1024 * 1024
+MAX_CONCURRENT_PREVIEWS = 2
+"""Full decodes at once: a 4096² image takes 64 MB while it is scaled down, and there are two cores."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +55,7 @@ class SavedImage:
     revised_prompt: str | None = None
     seed: int | None = None
     fallback: bool = False
+    preview: Preview | None = None
 
 
 @dataclass(frozen=True)
@@ -63,6 +69,15 @@ class Outcome:
     usage: tuple[Any, ...] = ()
     notes: tuple[str, ...] = ()
     seconds: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class _PreviewJob:
+    """A preview to make for one image: per-image caps from the call's policy and its share of the budget."""
+
+    max_edge: int
+    max_bytes: int
+    alpha: bool
 
 
 @dataclass
@@ -83,9 +98,13 @@ class Generator:
         self.inputs = inputs or InputPolicy()
         self.store = store
         self.limiter = anyio.CapacityLimiter(concurrency)
+        self.previewing = anyio.CapacityLimiter(MAX_CONCURRENT_PREVIEWS)
 
-    async def run(self, request: ImageRequest, progress: Progress) -> Outcome:
-        """Run a call; raise an ImagegateError if no image at all could be made."""
+    async def run(self, request: ImageRequest, progress: Progress, previews: PreviewPolicy | None = None) -> Outcome:
+        """Run a call; raise an ImagegateError if no image at all could be made.
+
+        With `previews`, the first images (as many as the policy's budget shows) get one each.
+        """
         started = time.monotonic()
         route = request.route
         adapter = self.registry.adapter(route.protocol)
@@ -99,7 +118,7 @@ class Generator:
             group.start_soon(self._heartbeat, progress, route.provider, started, work, group.cancel_scope)
             async with anyio.create_task_group() as calls:
                 for batch in work:
-                    calls.start_soon(self._run_batch, request, batch, adapter, client, images, mask, progress)
+                    calls.start_soon(self._run_batch, request, batch, adapter, client, images, mask, progress, previews)
             group.cancel_scope.cancel()
         return self._merge(request, work, time.monotonic() - started)
 
@@ -119,6 +138,7 @@ class Generator:
         images: tuple[InputImage, ...],
         mask: InputImage | None,
         progress: Progress,
+        previews: PreviewPolicy | None,
     ) -> None:
         job = Job(
             tool="edit" if request.tool == "edit" else "generate",
@@ -133,11 +153,14 @@ class Generator:
         )
         try:
             async with self.limiter:
-                batch.reply = _scrubbed(await adapter(job, client), client)
+                with codec.large_payloads():  # images decoded straight from the reply's bytes
+                    batch.reply = _scrubbed(await adapter(job, client), client)
             with anyio.CancelScope(shield=True):
                 for j, artifact in enumerate(batch.reply.artifacts):
-                    batch.saved.append(await self._save(request, artifact, batch.first + j, client, batch.reply.usage))
-                    await progress(f"saved image {batch.first + j} of {request.n}")
+                    index = batch.first + j
+                    preview = _preview_job(previews, request, index)
+                    batch.saved.append(await self._save(request, artifact, index, client, batch.reply.usage, preview))
+                    await progress(f"saved image {index} of {request.n}")
         except ImagegateError as e:
             # Errors an adapter raised from a 200 body never passed the client's scrubbing: scrub here.
             e.message = client.redact(e.message) or e.message
@@ -145,31 +168,52 @@ class Generator:
             e.provider = e.provider or request.route.provider
             batch.error = e
 
-    async def _save(self, request: ImageRequest, artifact: Artifact, index: int, client: ProviderClient, usage: Any) -> SavedImage:
-        temp, info = await self._receive(artifact, client)
+    async def _save(
+        self, request: ImageRequest, artifact: Artifact, index: int, client: ProviderClient, usage: Any, preview: _PreviewJob | None
+    ) -> SavedImage:
+        made: list[Preview | None] = [None]
+        failed: Exception | None = None
+        async with anyio.create_task_group() as group:  # the preview is made beside the write (and the download)
+
+            def arrived(source: Source) -> None:
+                if preview is not None:
+                    group.start_soon(self._preview, source, preview, made)
+
+            try:
+                temp, info = await self._receive(artifact, client, arrived)
+            except Exception as e:
+                failed = e  # raised below as itself, not inside the group's ExceptionGroup
+        if failed is not None:
+            raise failed
         # If publishing fails, the temporary file stays where it is and the error names it.
         saved = await anyio.to_thread.run_sync(self.store.publish, temp, request.prompt, info.extension, index)
-        image = SavedImage(saved.path, info.width, info.height, info.mime, saved.bytes, artifact.revised_prompt, artifact.seed, saved.fallback)
+        image = SavedImage(saved.path, info.width, info.height, info.mime, saved.bytes, artifact.revised_prompt, artifact.seed, saved.fallback, made[0])
         await anyio.to_thread.run_sync(self.store.write_sidecar, saved, sidecar(request, image, index, usage))
         return image
 
-    async def _receive(self, artifact: Artifact, client: ProviderClient) -> tuple[Path, ImageInfo]:
-        """The artifact in a temporary file, checked to be an image (the bytes never read twice)."""
+    async def _receive(self, artifact: Artifact, client: ProviderClient, arrived: Callable[[Source], None]) -> tuple[Path, ImageInfo]:
+        """The artifact in a temporary file, checked to be an image; `arrived` gets the bytes (or the
+        download, as it comes in) so the preview is made meanwhile. Nothing is read back from disk."""
         if artifact.data is not None:
+            arrived(artifact.data)
             return await anyio.to_thread.run_sync(self._write_checked, artifact.data)
         assert artifact.url is not None
-        temp, handle = await anyio.to_thread.run_sync(self.store.temp_file)
+        incoming = Incoming()
+        arrived(incoming.reader())
         try:
-            async with anyio.wrap_file(handle) as out:
-                await client.download(artifact.url, out.write, MAX_RESULT_BYTES)  # type: ignore[arg-type]
-            return temp, await anyio.to_thread.run_sync(_probe_file, temp)
+            await client.download(artifact.url, _appender(incoming), MAX_RESULT_BYTES)
         except BaseException:
-            await anyio.to_thread.run_sync(self.store.discard, temp)
+            incoming.end(complete=False)
             raise
+        incoming.end(complete=True)
+        return await anyio.to_thread.run_sync(self._write_checked, incoming)
 
-    def _write_checked(self, data: bytes) -> tuple[Path, ImageInfo]:
-        info = _probe(data)  # refuse what is not an image before it gets a name
-        return self.store.write_bytes(data), info
+    def _write_checked(self, data: bytes | Incoming) -> tuple[Path, ImageInfo]:
+        info = _probe(data.reader() if isinstance(data, Incoming) else data)  # refuse what is not an image before it gets a name
+        return self.store.write_bytes(data.buffer if isinstance(data, Incoming) else data), info
+
+    async def _preview(self, source: Source, job: _PreviewJob, made: list[Preview | None]) -> None:
+        made[0] = await anyio.to_thread.run_sync(_make_preview, source, job, limiter=self.previewing)
 
     def _merge(self, request: ImageRequest, work: list[_Batch], seconds: float) -> Outcome:
         saved = tuple(image for batch in work for image in batch.saved)
@@ -195,15 +239,36 @@ def _scrubbed(reply: AdapterReply, client: ProviderClient) -> AdapterReply:
     return replace(reply, warnings=warnings, failures=failures, note=client.redact(reply.note))
 
 
-def _probe(data: bytes) -> ImageInfo:
+def _probe(data: Source) -> ImageInfo:
     try:
         return probe(data)
     except NotAnImage as e:
         raise UpstreamError(f"returned data that is not a usable image (it {e})") from None
 
 
-def _probe_file(path: Path) -> ImageInfo:
-    return _probe(path.read_bytes())
+def _appender(incoming: Incoming) -> Callable[[bytes], Awaitable[None]]:
+    async def append(chunk: bytes) -> None:
+        incoming.append(chunk)
+
+    return append
+
+
+def _preview_job(policy: PreviewPolicy | None, request: ImageRequest, index: int) -> _PreviewJob | None:
+    """Image `index` (1-based) gets a preview if the policy's budget reaches it."""
+    if policy is None:
+        return None
+    shown, budget = policy.plan(request.n)
+    alpha = policy.alpha or request.knobs.get("background") == "transparent"
+    return _PreviewJob(policy.max_edge, budget, alpha) if index <= shown else None
+
+
+def _make_preview(source: Source, job: _PreviewJob) -> Preview | None:
+    """A preview, or None: a preview that cannot be made never costs the image."""
+    try:
+        return make_preview(source, job.max_edge, job.max_bytes, keep_alpha=job.alpha)
+    except Exception:  # Pillow raises many types for odd files; the saved image is what counts
+        log.debug("no preview", exc_info=True)
+        return None
 
 
 async def _fetch(client: ProviderClient, url: str, limit: int) -> bytes:

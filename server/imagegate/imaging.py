@@ -2,19 +2,31 @@
 
 Everything here is synchronous and CPU-bound; callers run it in a worker thread
 (`anyio.to_thread.run_sync`) so decoding never blocks the event loop. Pillow is imported
-on first use, which keeps server start-up fast.
+on first use, which keeps server start-up fast. An image can be read from bytes or from an
+`Incoming` download while it is still arriving, so decoding overlaps the transfer.
 """
 
 from __future__ import annotations
 
 import io
+import threading
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 if TYPE_CHECKING:
     from PIL import Image as PILImage
 
-__all__ = ["MAX_INPUT_PIXELS", "ImageInfo", "NotAnImage", "draw_placeholder", "make_preview", "probe"]
+__all__ = [
+    "MAX_INPUT_PIXELS",
+    "ImageInfo",
+    "Incoming",
+    "NotAnImage",
+    "Preview",
+    "PreviewPolicy",
+    "draw_placeholder",
+    "make_preview",
+    "probe",
+]
 
 MAX_INPUT_PIXELS = 8192 * 8192
 """Decompression-bomb cap: nothing larger is decoded, from an agent or from an upstream."""
@@ -24,6 +36,10 @@ PREVIEW_RESAMPLE = 2
 """PIL's BILINEAR (a plain int so Pillow loads lazily): for a preview, speed over the last detail."""
 MIME = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp", "GIF": "image/gif", "BMP": "image/bmp", "TIFF": "image/tiff"}
 EXTENSION = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp", "image/gif": "gif", "image/bmp": "bmp", "image/tiff": "tiff"}
+
+
+Source = bytes | BinaryIO
+"""Image bytes in hand, or a file-like reader (an `Incoming` download's)."""
 
 
 class NotAnImage(ValueError):
@@ -44,12 +60,105 @@ class ImageInfo:
         return EXTENSION.get(self.mime, "bin")
 
 
-def _open(data: bytes) -> PILImage.Image:
+@dataclass(frozen=True, slots=True)
+class Preview:
+    """A small inline rendition of a saved image (JPEG, or PNG when transparency was asked for)."""
+
+    data: bytes
+    mime: str
+    width: int
+    height: int
+
+
+@dataclass(frozen=True, slots=True)
+class PreviewPolicy:
+    """How the previews of one result are made: caps per image, one byte budget for all of them
+    (raw; about 96 KiB once base64-encoded, which is what a client receives and counts)."""
+
+    max_edge: int
+    max_bytes: int
+    total_bytes: int = 72 * 1024
+    min_bytes: int = 6 * 1024
+    alpha: bool = False
+
+    def plan(self, n: int) -> tuple[int, int]:
+        """How many of n images get a preview, and the byte budget of each."""
+        shown = min(n, self.total_bytes // self.min_bytes)
+        return shown, min(self.max_bytes, self.total_bytes // max(shown, 1))
+
+
+class Incoming:
+    """A download in progress: the event loop appends chunks, worker threads read it as a file,
+    blocking until what they ask for has arrived, so Pillow decodes while the bytes are in flight."""
+
+    def __init__(self) -> None:
+        self.buffer = bytearray()
+        self._complete: bool | None = None  # None while arriving; then True, or False if it failed
+        self._changed = threading.Condition()
+
+    def append(self, chunk: bytes) -> None:
+        with self._changed:
+            self.buffer += chunk
+            self._changed.notify_all()
+
+    def end(self, complete: bool) -> None:
+        """No more bytes; readers of a failed download get an error instead of a truncated file."""
+        with self._changed:
+            self._complete = complete
+            self._changed.notify_all()
+
+    def reader(self) -> BinaryIO:
+        return _IncomingReader(self)  # type: ignore[return-value]
+
+    def _read(self, start: int, size: int) -> bytes:
+        with self._changed:
+            self._changed.wait_for(lambda: self._complete is not None or len(self.buffer) >= start + size)
+            if self._complete is False:
+                raise OSError("the download failed")
+            with memoryview(self.buffer) as view:
+                return bytes(view[start : start + size])
+
+    def _length(self) -> int:
+        with self._changed:
+            self._changed.wait_for(lambda: self._complete is not None)
+            return len(self.buffer)
+
+
+class _IncomingReader:
+    """The read/seek/tell that Pillow uses, over an `Incoming`."""
+
+    def __init__(self, incoming: Incoming):
+        self._incoming = incoming
+        self._position = 0
+
+    def read(self, size: int = -1) -> bytes:
+        if size is None or size < 0:
+            size = self._incoming._length() - self._position
+        data = self._incoming._read(self._position, size)
+        self._position += len(data)
+        return data
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position}.get(whence)
+        self._position = max(0, (self._incoming._length() if base is None else base) + offset)
+        return self._position
+
+    def tell(self) -> int:
+        return self._position
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+
+def _open(source: Source) -> PILImage.Image:
     from PIL import Image
 
     Image.MAX_IMAGE_PIXELS = MAX_INPUT_PIXELS
     try:
-        image = Image.open(io.BytesIO(data))
+        image = Image.open(io.BytesIO(source) if isinstance(source, bytes | bytearray) else source)
         if image.width * image.height > MAX_INPUT_PIXELS:
             raise NotAnImage(f"is {image.width}x{image.height}, over the {MAX_INPUT_PIXELS}-pixel cap")
         return image
@@ -61,7 +170,7 @@ def _open(data: bytes) -> PILImage.Image:
         raise NotAnImage(f"does not decode as an image ({type(e).__name__})") from None
 
 
-def probe(data: bytes, verify: bool = True) -> ImageInfo:
+def probe(data: Source, verify: bool = True) -> ImageInfo:
     """Identify an image from its bytes: real type, pixel size, transparency.
 
     With `verify`, the file's structure is checked without decoding pixels (PNG chunk CRCs and
@@ -91,31 +200,28 @@ def _encode(image: PILImage.Image, fmt: str, quality: int) -> bytes:
 
 
 def _shrunk(image: PILImage.Image, edge: int) -> PILImage.Image:
-    """Downscale to fit `edge`: a cheap integer reduce first, then one good resize (much faster than
-    a full-size Lanczos pass on a 4096² image)."""
-    factor = max(image.width, image.height) // (2 * edge)
-    if factor >= 2:
-        image = image.reduce(factor)
-    image.thumbnail((edge, edge), PREVIEW_RESAMPLE)
+    """Downscale to fit `edge`, in place: an integer box reduce as far as it goes, then one bilinear
+    step of less than 2x (a quarter of the time of one bilinear pass over a 4096² image)."""
+    image.thumbnail((edge, edge), PREVIEW_RESAMPLE, reducing_gap=1.0)
     return image
 
 
-def make_preview(data: bytes, max_edge: int, max_bytes: int, keep_alpha: bool = False) -> tuple[bytes, str, int, int] | None:
+def make_preview(source: Source, max_edge: int, max_bytes: int, keep_alpha: bool = False) -> Preview | None:
     """A downscaled preview within `max_edge` and `max_bytes`: JPEG, or PNG when alpha is kept.
 
     One encode usually fits; if not, the next try shrinks the picture by the measured overshoot
     (bytes scale with area) and lowers quality, so a busy photo costs two or three encodes, not ten.
     """
-    image = _open(data)
+    image = _open(source)
     image.draft("RGB", (max_edge, max_edge))  # JPEG decoders can downscale while decoding
     mode = "RGBA" if keep_alpha and image.mode in ("RGBA", "LA", "P") else "RGB"
-    small = _shrunk(image if image.mode in ("RGB", "RGBA") else image.convert(mode), max_edge)
+    small = _shrunk(image if image.mode in ("RGB", "RGBA", "L", "LA") else image.convert(mode), max_edge)
     small = small if small.mode == mode else small.convert(mode)
     fmt, mime = ("PNG", "image/png") if mode == "RGBA" else ("JPEG", "image/jpeg")
     for quality in QUALITY_LADDER:
         encoded = _encode(small, fmt, quality)
         if len(encoded) <= max_bytes:
-            return encoded, mime, small.width, small.height
+            return Preview(encoded, mime, small.width, small.height)
         edge = int(max(small.size) * min(0.9, (max_bytes / len(encoded)) ** 0.5 * 0.95))
         if edge < MIN_PREVIEW_EDGE:
             return None

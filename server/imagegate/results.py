@@ -1,36 +1,20 @@
 """What a finished call hands back, independent of MCP: the metadata (allowlisted, no
-base64, no secret), a short human summary, and the previews within their byte budget.
+base64, no secret), a short human summary, and the previews (made within their byte budget
+as the images arrived; see imaging.PreviewPolicy).
 The MCP layer and the CLI render these.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
-import anyio
 from pydantic import BaseModel
 
 from .generation import Outcome, SavedImage
-from .imaging import NotAnImage, make_preview
+from .imaging import Preview
 
-__all__ = ["PREVIEW_TOTAL_BYTES", "ImageResult", "Preview", "make_previews", "metadata", "summary"]
-
-PREVIEW_TOTAL_BYTES = 72 * 1024
-"""All previews of one result together, raw: about 96 KiB once base64-encoded, which is what a client
-receives and counts (Claude Code counts images against its token cap; research §3)."""
-MIN_PREVIEW_BYTES = 6 * 1024
-
-
-@dataclass(frozen=True, slots=True)
-class Preview:
-    """A small inline rendition of a saved image (JPEG, or PNG when transparency was asked for)."""
-
-    data: bytes
-    mime: str
-    width: int
-    height: int
+__all__ = ["ImageResult", "metadata", "previews", "summary"]
 
 
 class ImageEntry(BaseModel):
@@ -96,32 +80,9 @@ def summary(outcome: Outcome, extra_warnings: Sequence[str] = ()) -> str:
     return "\n".join(lines)
 
 
-def _wants_alpha(outcome: Outcome) -> bool:
-    return outcome.request.knobs.get("background") == "transparent"
-
-
-def _preview(image: SavedImage, max_edge: int, budget: int, alpha: bool) -> Preview | None:
-    try:
-        made = make_preview(image.path.read_bytes(), max_edge, budget, keep_alpha=alpha)
-    except (OSError, NotAnImage):
-        return None
-    return Preview(*made) if made else None
-
-
-async def make_previews(outcome: Outcome, max_edge: int, max_bytes: int) -> tuple[list[Preview], list[str]]:
-    """Previews within the per-image cap and an equal share of the result budget, made
-    concurrently off the event loop; images past what the budget can show get none, and a note."""
-    images = outcome.images
-    shown = min(len(images), PREVIEW_TOTAL_BYTES // MIN_PREVIEW_BYTES)
-    budget = min(max_bytes, PREVIEW_TOTAL_BYTES // max(shown, 1))
-    made: list[Preview | None] = [None] * shown
-
-    async def one(i: int) -> None:
-        made[i] = await anyio.to_thread.run_sync(_preview, images[i], max_edge, budget, _wants_alpha(outcome))
-
-    async with anyio.create_task_group() as group:
-        for i in range(shown):
-            group.start_soon(one, i)
-    dropped = [image.path.name for image, preview in zip(images, made + [None] * (len(images) - shown), strict=True) if preview is None]
+def previews(outcome: Outcome) -> tuple[list[Preview], list[str]]:
+    """The previews made as the images arrived, and a note naming the images that have none
+    (past what the result budget shows, or not decodable as a preview)."""
+    dropped = [image.path.name for image in outcome.images if image.preview is None]
     notes = [f"previews omitted to stay within the result budget: {', '.join(dropped)} (open the saved files)"] if dropped else []
-    return [p for p in made if p is not None], notes
+    return [image.preview for image in outcome.images if image.preview is not None], notes

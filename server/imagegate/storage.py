@@ -67,7 +67,7 @@ class Store:
     def _targets(self) -> list[tuple[Path, bool]]:
         return [(self.root, False), (self.fallback, True)]
 
-    def write_bytes(self, data: bytes) -> Path:
+    def write_bytes(self, data: bytes | bytearray) -> Path:
         """Write bytes to a temporary file; publish() gives it its final name."""
         path, handle = self.temp_file()
         try:
