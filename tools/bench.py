@@ -195,11 +195,17 @@ def startup(env: dict[str, str], tmp: Path, repeat: int) -> dict[str, Any]:
 
 
 async def context(env: dict[str, str], tmp: Path) -> dict[str, Any]:
-    """Bytes an agent carries: tools/list with one provider and with all ten, and one result."""
+    """Bytes an agent carries: tools/list with one provider and with all ten (and for a client with a
+    wait budget, which also gets the job tool), and one result."""
     sizes = {}
     keys = {f"{p}_API_KEY": KEY for p in ("OPENAI", "GEMINI", "ARK", "DASHSCOPE", "BFL", "MODELGATE", "MIXROUTE", "ZHAOTOU", "MODELMAX", "ATALK")}
     bare = {k: v for k, v in env.items() if k not in ("IMAGEGATE_CONFIG", "BENCH_API_KEY")}
-    for name, extra in (("tools_list_one_provider", {"OPENAI_API_KEY": KEY}), ("tools_list_all_providers", keys)):
+    lists = {
+        "tools_list_one_provider": {"OPENAI_API_KEY": KEY},
+        "tools_list_one_provider_with_jobs": {"OPENAI_API_KEY": KEY, "IMAGEGATE_WAIT_BUDGET": "50"},
+        "tools_list_all_providers": keys,
+    }
+    for name, extra in lists.items():
         async with _server({**bare, **extra}) as client:
             tools = (await client.list_tools()).tools
             dumped = [t.model_dump(mode="json", by_alias=True, exclude_none=True) for t in tools]

@@ -86,14 +86,20 @@ def output_schema(model: type[BaseModel]) -> dict[str, Any]:
     return inline(schema)
 
 
-def _tools(service: Service) -> list[types.Tool]:
+def _tools(service: Service, client: str | None = None) -> list[types.Tool]:
+    """The tools as this client should see them: every byte here is context an agent pays for on
+    every turn, so what a client cannot use is left out."""
     # Only hints that differ from the spec's defaults (readOnly false, destructive true, idempotent
     # false, openWorld true) are sent: the same meaning in fewer bytes of every agent's context.
     image = types.ToolAnnotations(destructive_hint=False)
     listing = types.ToolAnnotations(read_only_hint=True, open_world_hint=False)
-    outputs = {"list_models": output_schema(ModelsAnswer), "get_supported_sizes": output_schema(SizesAnswer)}
+    outputs = {}
     if service.settings.structured_output:  # off by default: Claude Code then drops the previews (research §3)
+        # Listing answers carry structuredContent either way; the schemas are for programs that want them.
+        outputs = {"list_models": output_schema(ModelsAnswer), "get_supported_sizes": output_schema(SizesAnswer)}
         outputs |= {name: output_schema(ImageResult) for name in ("generate_image", "edit_image", "get_image_job")}
+    # Only a client with a wait budget is ever handed a job id to collect.
+    names = [n for n in TOOL_DESCRIPTIONS if n != "get_image_job" or service.settings.wait_budget_for(client) is not None]
     return [
         types.Tool(
             name=name,
@@ -103,7 +109,7 @@ def _tools(service: Service) -> list[types.Tool]:
             output_schema=outputs.get(name),
             annotations=listing if name in READ_ONLY_TOOLS else image,
         )
-        for name in TOOL_DESCRIPTIONS
+        for name in names
     ]
 
 
@@ -268,7 +274,7 @@ def create_server(service_factory: Callable[[], Service] = build_service) -> Ser
             await service.aclose()
 
     async def list_tools(ctx: ServerRequestContext[Service], _: types.PaginatedRequestParams | None) -> types.ListToolsResult:
-        return types.ListToolsResult(tools=_tools(ctx.lifespan_context))
+        return types.ListToolsResult(tools=_tools(ctx.lifespan_context, _client(ctx)))
 
     async def call_tool(ctx: ServerRequestContext[Service], params: types.CallToolRequestParams) -> types.CallToolResult:
         if params.name not in TOOL_DESCRIPTIONS:

@@ -62,7 +62,7 @@ async def test_both_protocol_eras_list_and_call_over_http(http_server, mode):
         tools = {t.name for t in (await client.list_tools()).tools}
         made = await client.call_tool("generate_image", {"model": "placeholder", "prompt": "over http"})
         refused = await client.call_tool("generate_image", {"model": "placeholder", "prompt": "x", "n": 99})
-    assert tools == {"generate_image", "edit_image", "list_models", "get_supported_sizes", "get_image_job"}
+    assert tools == {"generate_image", "edit_image", "list_models", "get_supported_sizes"}
     assert not made.is_error and [b.type for b in made.content][:2] == ["text", "image"]
     assert refused.is_error and "n 99 is out of range" in text_of(refused)
 

@@ -92,7 +92,8 @@ def test_an_unfilled_bundle_option_counts_as_unset(value):
 
 @pytest.mark.anyio
 async def test_manifest_lists_exactly_the_tools_the_server_registers(tmp_path):
-    async with stdio_client(base_env(tmp_path) | host_env({})) as client:
+    # Claude Desktop is a client with a wait budget (known by its name); the variable stands in for it.
+    async with stdio_client(base_env(tmp_path) | host_env({}, IMAGEGATE_WAIT_BUDGET="50")) as client:
         tools = (await client.list_tools()).tools
     assert [{"name": t.name, "description": t.description} for t in tools] == MANIFEST["tools"]
     assert {t["name"]: t["description"] for t in MANIFEST["tools"]} == TOOL_DESCRIPTIONS

@@ -44,7 +44,7 @@ async def tools_of(env):
 async def test_four_tools_with_valid_lint_clean_schemas(tmp_path, keys):
     chosen = {"one": {"OPENAI_API_KEY": "test-x"}, "all": all_keys(), "none": {}}[keys]
     tools = await tools_of(base_env(tmp_path, **chosen))
-    assert set(tools) == {"generate_image", "edit_image", "list_models", "get_supported_sizes", "get_image_job"}
+    assert set(tools) == {"generate_image", "edit_image", "list_models", "get_supported_sizes"}  # no wait budget: no jobs
     for tool in tools.values():
         Draft202012Validator.check_schema(tool.input_schema)
         assert lint(tool.input_schema) == [], tool.name
@@ -52,7 +52,20 @@ async def test_four_tools_with_valid_lint_clean_schemas(tmp_path, keys):
     assert tools["list_models"].annotations.read_only_hint is True
     assert tools["get_supported_sizes"].annotations.read_only_hint is True
     assert tools["generate_image"].annotations.destructive_hint is False  # openWorld and the rest: spec defaults
-    assert tools["list_models"].output_schema and "$defs" not in json.dumps(tools["list_models"].output_schema)
+    assert all(tool.output_schema is None for tool in tools.values())  # only with IMAGEGATE_STRUCTURED_OUTPUT
+
+
+async def test_a_client_with_a_wait_budget_also_gets_the_job_tool(tmp_path):
+    tools = await tools_of(base_env(tmp_path, IMAGEGATE_WAIT_BUDGET="50"))
+    assert set(tools) == {"generate_image", "edit_image", "list_models", "get_supported_sizes", "get_image_job"}
+    Draft202012Validator.check_schema(tools["get_image_job"].input_schema)
+
+
+async def test_structured_output_declares_flat_output_schemas(tmp_path):
+    tools = await tools_of(base_env(tmp_path, IMAGEGATE_STRUCTURED_OUTPUT="true"))
+    for name in ("list_models", "get_supported_sizes", "generate_image", "edit_image"):
+        schema = tools[name].output_schema
+        assert schema and schema["type"] == "object" and "$defs" not in json.dumps(schema) and "anyOf" not in json.dumps(schema), name
 
 
 async def test_one_provider_narrows_the_model_enum_to_its_models(tmp_path, catalog):

@@ -22,5 +22,5 @@ def test_benchmark_smoke_run_measures_everything(tmp_path):
     assert report["fan_out"]["n"] == 4 and report["fan_out"]["wall_s"] > 0
     assert report["memory"]["peak_mb"] >= report["memory"]["idle_mb"] > 0
     assert report["startup"]["ratio"] > 0
-    assert set(report["context"]) == {"tools_list_one_provider", "tools_list_all_providers", "generate_result_1024", "generate_result_2048_n4"}
+    assert set(report["context"]) == {"tools_list_one_provider", "tools_list_one_provider_with_jobs", "tools_list_all_providers", "generate_result_1024", "generate_result_2048_n4"}
     assert "added latency" in done.stdout

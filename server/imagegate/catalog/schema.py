@@ -12,10 +12,9 @@ from .routes import Route
 from .sizes import describe_rule, rule_options, rule_tiers
 from .spec import KnobDef, KnobRule, SizeRule
 
-__all__ = ["SIZE_PATTERN", "TOOL_ARGUMENTS", "flat_schema", "route_schema", "conditional_chain"]
+__all__ = ["TOOL_ARGUMENTS", "flat_schema", "route_schema", "conditional_chain"]
 
 Schema = dict[str, Any]
-SIZE_PATTERN = "^(auto|[0-9]{2,5}x[0-9]{2,5}|[0-9]{1,2}:[0-9]{1,2})$"
 TOOL_ARGUMENTS = {
     "generate": ("model", "prompt", "provider", "size", "resolution", "n"),
     "edit": ("model", "prompt", "images", "mask", "provider", "size", "resolution", "n"),
@@ -40,8 +39,7 @@ def _size_property(rules: Sequence[SizeRule], exact: bool) -> Schema:
     sizes = list(dict.fromkeys(s for r in rules for s in _enum_sizes(r))) if enumerable else []
     if exact and sizes and len(sizes) <= ENUMERABLE_SIZES:
         prop["enum"] = sizes
-    else:
-        prop["pattern"] = SIZE_PATTERN
+    # No pattern otherwise: the route's own rule is checked on every call and names what it allows.
     prop["description"] = 'Pixels "WxH", ratio "W:H" (with resolution) or "auto"; see model.'
     return prop
 
@@ -120,7 +118,9 @@ def flat_schema(
         props["images"] = {"type": "array", "items": {"type": "string"}, "minItems": 1, "maxItems": most, "description": DESCRIPTIONS["images"]}
         if any(r.can("mask") for r in routes):
             props["mask"] = {"type": "string", "description": DESCRIPTIONS["mask"]}
-    props["provider"] = {"type": "string", "enum": list(providers), "description": DESCRIPTIONS["provider"]}
+    props["provider"] = {"type": "string", "enum": list(providers)}
+    if len(providers) > 1:  # one provider needs no word on which is chosen
+        props["provider"]["description"] = DESCRIPTIONS["provider"]
     props["size"] = _size_property([r.sizes for r in routes], exact)
     tiers = list(dict.fromkeys(t for r in routes for t in rule_tiers(r.sizes)))
     if tiers:
