@@ -5,8 +5,8 @@ Saving is shielded from cancellation: an image an upstream returned has been pai
 once its bytes (or URL) are here it is written and published even if the call is being
 cancelled. A batch that fails does not stop the others; what arrived is kept and reported.
 
-Previews are made as each image arrives, from the bytes in memory, while the file is written
-(and, for a URL, while it downloads), not after the last image is saved.
+Previews are made as each image arrives, from the bytes in memory, while the file is written;
+for a URL while it downloads, and for base64 while the reply is still streaming in.
 """
 
 from __future__ import annotations
@@ -20,10 +20,12 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+from anyio.abc import TaskGroup
 
 from . import __version__, codec
 from .errors import ImagegateError, NoImagesReturned, UpstreamError
-from .imaging import ImageInfo, Incoming, NotAnImage, Preview, PreviewPolicy, Source, make_preview, probe
+from .imaging import ImageInfo, NotAnImage, Preview, PreviewPolicy, Source, make_preview, probe
+from .incoming import Incoming
 from .planner import InputPolicy, batches, load_inputs
 from .providers import Registry
 from .providers.base import AdapterReply, Artifact, InputImage, Job
@@ -78,6 +80,51 @@ class _PreviewJob:
     max_edge: int
     max_bytes: int
     alpha: bool
+
+
+@dataclass
+class _Made:
+    """A preview being made in a worker thread."""
+
+    ready: anyio.Event = field(default_factory=anyio.Event)
+    preview: Preview | None = None
+
+    async def result(self) -> Preview | None:
+        await self.ready.wait()
+        return self.preview
+
+
+class _Previews:
+    """The previews of one batch, begun as soon as each image's bytes begin to arrive and running in
+    the batch's task group; an image past the call's preview budget gets none."""
+
+    def __init__(self, group: TaskGroup, limiter: anyio.CapacityLimiter, policy: PreviewPolicy | None, request: ImageRequest, first: int):
+        self._group, self._limiter, self._policy, self._request, self._first = group, limiter, policy, request, first
+        self._streamed: dict[int, tuple[bytearray, _Made | None]] = {}
+
+    def start(self, source: Source, index: int) -> _Made | None:
+        job = _preview_job(self._policy, self._request, index)
+        if job is None:
+            return None
+        made = _Made()
+        self._group.start_soon(self._make, source, job, made)
+        return made
+
+    def streaming(self, incoming: Incoming) -> None:
+        """An image is streaming in inside the reply (codec's on_stream): start on it now. Replies list
+        images in order, so the k-th to stream is taken as the k-th image for the budget."""
+        self._streamed[id(incoming.buffer)] = (incoming.buffer, self.start(incoming.reader(), self._first + len(self._streamed)))
+
+    def streamed(self, data: bytes | bytearray | None) -> _Made | None:
+        """The preview begun while these bytes streamed in, if they did."""
+        entry = self._streamed.get(id(data))
+        return entry[1] if entry is not None and entry[0] is data else None
+
+    async def _make(self, source: Source, job: _PreviewJob, made: _Made) -> None:
+        try:
+            made.preview = await anyio.to_thread.run_sync(_make_preview, source, job, limiter=self._limiter)
+        finally:
+            made.ready.set()
 
 
 @dataclass
@@ -151,43 +198,38 @@ class Generator:
             images=images,
             mask=mask,
         )
-        try:
-            async with self.limiter:
-                with codec.large_payloads():  # images decoded straight from the reply's bytes
-                    batch.reply = _scrubbed(await adapter(job, client), client)
-            with anyio.CancelScope(shield=True):
-                for j, artifact in enumerate(batch.reply.artifacts):
-                    index = batch.first + j
-                    preview = _preview_job(previews, request, index)
-                    batch.saved.append(await self._save(request, artifact, index, client, batch.reply.usage, preview))
-                    await progress(f"saved image {index} of {request.n}")
-        except ImagegateError as e:
-            # Errors an adapter raised from a 200 body never passed the client's scrubbing: scrub here.
-            e.message = client.redact(e.message) or e.message
-            e.upstream_message = client.redact(e.upstream_message)
-            e.provider = e.provider or request.route.provider
-            batch.error = e
+        async with anyio.create_task_group() as group:
+            made = _Previews(group, self.previewing, previews, request, batch.first)
+            try:
+                async with self.limiter:
+                    with codec.large_payloads(on_stream=made.streaming):  # images decoded as the reply arrives
+                        batch.reply = _scrubbed(await adapter(job, client), client)
+                with anyio.CancelScope(shield=True):
+                    for j, artifact in enumerate(batch.reply.artifacts):
+                        index = batch.first + j
+                        batch.saved.append(await self._save(request, artifact, index, client, batch.reply.usage, made))
+                        await progress(f"saved image {index} of {request.n}")
+            except ImagegateError as e:
+                # Errors an adapter raised from a 200 body never passed the client's scrubbing: scrub here.
+                e.message = client.redact(e.message) or e.message
+                e.upstream_message = client.redact(e.upstream_message)
+                e.provider = e.provider or request.route.provider
+                batch.error = e
 
     async def _save(
-        self, request: ImageRequest, artifact: Artifact, index: int, client: ProviderClient, usage: Any, preview: _PreviewJob | None
+        self, request: ImageRequest, artifact: Artifact, index: int, client: ProviderClient, usage: Any, previews: _Previews
     ) -> SavedImage:
-        made: list[Preview | None] = [None]
-        failed: Exception | None = None
-        async with anyio.create_task_group() as group:  # the preview is made beside the write (and the download)
+        made = previews.streamed(artifact.data)  # begun while the reply was arriving, or begun below
 
-            def arrived(source: Source) -> None:
-                if preview is not None:
-                    group.start_soon(self._preview, source, preview, made)
+        def arrived(source: Source) -> None:
+            nonlocal made
+            made = made or previews.start(source, index)
 
-            try:
-                temp, info = await self._receive(artifact, client, arrived)
-            except Exception as e:
-                failed = e  # raised below as itself, not inside the group's ExceptionGroup
-        if failed is not None:
-            raise failed
+        temp, info = await self._receive(artifact, client, arrived)
+        preview = await made.result() if made else None
         # If publishing fails, the temporary file stays where it is and the error names it.
         saved = await anyio.to_thread.run_sync(self.store.publish, temp, request.prompt, info.extension, index)
-        image = SavedImage(saved.path, info.width, info.height, info.mime, saved.bytes, artifact.revised_prompt, artifact.seed, saved.fallback, made[0])
+        image = SavedImage(saved.path, info.width, info.height, info.mime, saved.bytes, artifact.revised_prompt, artifact.seed, saved.fallback, preview)
         await anyio.to_thread.run_sync(self.store.write_sidecar, saved, sidecar(request, image, index, usage))
         return image
 
@@ -208,12 +250,9 @@ class Generator:
         incoming.end(complete=True)
         return await anyio.to_thread.run_sync(self._write_checked, incoming)
 
-    def _write_checked(self, data: bytes | Incoming) -> tuple[Path, ImageInfo]:
+    def _write_checked(self, data: bytes | bytearray | Incoming) -> tuple[Path, ImageInfo]:
         info = _probe(data.reader() if isinstance(data, Incoming) else data)  # refuse what is not an image before it gets a name
         return self.store.write_bytes(data.buffer if isinstance(data, Incoming) else data), info
-
-    async def _preview(self, source: Source, job: _PreviewJob, made: list[Preview | None]) -> None:
-        made[0] = await anyio.to_thread.run_sync(_make_preview, source, job, limiter=self.previewing)
 
     def _merge(self, request: ImageRequest, work: list[_Batch], seconds: float) -> Outcome:
         saved = tuple(image for batch in work for image in batch.saved)

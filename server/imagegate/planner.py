@@ -147,7 +147,7 @@ def _decode_data_url(name: str, ref: str, limit: int) -> bytes:
     if len(match[3]) * 3 // 4 > limit:
         raise _refuse(name, ref, f"at most {limit} bytes", f"holds more than {limit} bytes")
     try:
-        return codec.b64decode(match[3])
+        return bytes(codec.b64decode(match[3]))  # outside a payload scope: bytes, not copied
     except ValueError:
         raise _refuse(name, ref, "valid base64", "does not hold valid base64") from None
 

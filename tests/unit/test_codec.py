@@ -103,3 +103,55 @@ documents = st.recursive(
 @given(documents, st.booleans())
 def test_any_document_means_what_json_loads_says(document, ascii_only):
     assert parsed(document, ensure_ascii=ascii_only) == document
+
+
+def arrive(body: bytes, cuts: list[int], on_stream: Any) -> Any:
+    """Feed `body` to a watcher in pieces cut at `cuts`, as an HTTP body arrives; then parse it."""
+    buffer = bytearray()
+    with codec.large_payloads(on_stream=on_stream):
+        watcher = codec.watcher()
+        assert watcher is not None
+        for start, end in zip([0, *cuts], [*cuts, len(body)], strict=True):
+            buffer += body[start:end]
+            watcher.feed(buffer)
+        watcher.done(buffer)
+        return resolved(codec.loads(buffer))
+
+
+def test_a_streamed_payload_is_decoded_while_it_arrives_and_loads_takes_it():
+    body = json.dumps({"data": [{"b64_json": B64}, {"b64_json": B64[::-1].replace("=", "A")}], "note": "x"}).encode()
+    streams = []
+    cuts = list(range(1000, len(body), 7919))  # pieces that split base64 groups and the quotes
+    assert arrive(body, cuts, streams.append) == json.loads(body)
+    assert len(streams) == 2 and bytes(streams[0].buffer) == BLOB
+    assert [s.reader().read() for s in streams][1] == base64.b64decode(B64[::-1].replace("=", "A"))
+
+
+def test_strings_with_escapes_or_prefixes_or_bad_characters_are_not_streamed_but_still_parse():
+    texts = [B64[:70000] + "\\/" + B64[70000:], "data:image/png;base64," + B64, B64[:200000] + "*" + B64[200000:]]
+    body = ('{"a": "' + '", "b": "'.join(texts) + '"}').encode()
+    streams = []
+    assert arrive(body, list(range(5, len(body), 65536)), streams.append) == json.loads(body.replace(b"\\/", b"/"))
+    assert len(streams) == 1  # the third streamed until its bad character, then ended as failed
+    with pytest.raises(OSError):
+        streams[0].reader().read()
+
+
+def test_a_broken_transfer_fails_the_stream_its_readers_wait_on():
+    body = json.dumps({"b64_json": B64}).encode()
+    streams = []
+    with codec.large_payloads(on_stream=streams.append):
+        watcher = codec.watcher()
+        assert watcher is not None
+        watcher.feed(bytearray(body[: len(body) * 9 // 10]))
+        watcher.fail()
+    with pytest.raises(OSError):
+        streams[0].reader().read()
+
+
+@pytest.mark.filterwarnings("ignore::hypothesis.errors.HypothesisWarning")
+@settings(max_examples=40, deadline=None)
+@given(documents, st.lists(st.integers(min_value=1, max_value=400_000), max_size=12))
+def test_any_document_arriving_in_any_pieces_means_what_json_loads_says(document, cuts):
+    body = json.dumps(document).encode()
+    assert arrive(body, sorted({c for c in cuts if c < len(body)}), None) == document

@@ -10,7 +10,8 @@ import time
 import pytest
 from PIL import Image
 
-from imagegate.imaging import Incoming, make_preview, probe
+from imagegate.imaging import make_preview, probe
+from imagegate.incoming import Incoming
 
 
 def png(size: int = 512) -> bytes:

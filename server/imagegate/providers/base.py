@@ -65,7 +65,7 @@ class Job:
 class Artifact:
     """One image in a reply: bytes already decoded, or a URL to download at once."""
 
-    data: bytes | None = None
+    data: bytes | bytearray | None = None
     url: str | None = None
     mime: str | None = None
     revised_prompt: str | None = None
@@ -95,7 +95,7 @@ class AdapterReply:
     failures: tuple[str, ...] = ()
 
 
-def decode_base64(text: str) -> bytes:
+def decode_base64(text: str) -> bytes | bytearray:
     """Image bytes from an upstream's base64: strict (a corrupt payload is an error, not garbage),
     and already decoded when the reply was parsed inside `codec.large_payloads()`."""
     try:

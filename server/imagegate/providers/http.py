@@ -152,10 +152,21 @@ def _host(url: str) -> str:
 
 async def _body(response: httpx2.Response) -> bytearray:
     """The whole body in one growing buffer: no list of chunks joined into a second copy at the end
-    (at hundreds of megabytes of base64 that copy was the peak of the process's memory)."""
+    (at hundreds of megabytes of base64 that copy was the peak of the process's memory). Inside
+    codec.large_payloads(), image payloads are decoded as they arrive."""
     body = bytearray()
-    async for chunk in response.aiter_bytes():
-        body += chunk
+    watcher = codec.watcher()
+    try:
+        async for chunk in response.aiter_bytes():
+            body += chunk
+            if watcher is not None:
+                watcher.feed(body)
+    except BaseException:
+        if watcher is not None:
+            watcher.fail()
+        raise
+    if watcher is not None:
+        watcher.done(body)
     return body
 
 
