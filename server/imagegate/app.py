@@ -40,10 +40,7 @@ ERROR_META = "io.imagegate/error"
 METADATA_FRAGMENT = "#metadata"
 
 TOOL_DESCRIPTIONS = {
-    "generate_image": (
-        "Generate images from a prompt. Limits are checked before anything is spent; every image is "
-        "saved to disk and returned as a preview with its path."
-    ),
+    "generate_image": "Generate images from a prompt, checked against the model's limits first; each is saved, and returned as a preview with its path.",
     "edit_image": "Edit or combine images with a prompt and optional mask; checks, saving and results as generate_image.",
     "list_models": "Image models: capabilities, max n, providers (configured or not). Use it to choose a model.",
     "get_supported_sizes": "Every size a model supports via a provider (pixels, ratio, tier, or its pixel rule) and the default.",

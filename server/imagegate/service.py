@@ -77,7 +77,6 @@ def _present(arguments: Mapping[str, Any] | None) -> dict[str, Any]:
 
 def _listing_schemas(router: Router) -> dict[str, Schema]:
     providers = list(router.provider_order)
-    models = sorted(router.enabled)
     return {
         "list_models": {
             "type": "object",
@@ -99,7 +98,7 @@ def _listing_schemas(router: Router) -> dict[str, Schema]:
         "get_supported_sizes": {
             "type": "object",
             "properties": {
-                "model": {"type": "string", "description": f"Model id or alias, e.g. {', '.join(models[:3])}."},
+                "model": {"type": "string", "description": "Model id or alias."},
                 "provider": {"type": "string", "enum": providers, "description": "Provider; default: the one a call would use."},
                 "resolution": {"type": "string", "description": "Only sizes of this tier (1K, 2K, 4K…)."},
             },

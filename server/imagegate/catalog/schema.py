@@ -26,7 +26,6 @@ ENUMERABLE_SIZES = 24
 
 DESCRIPTIONS = {
     "provider": "Default: the first configured one offering the model.",
-    "n": "Images wanted; fanned out past a model's per-call maximum.",
     "images": "Paths, http(s) URLs or data: URLs; the first is edited.",
     "mask": "PNG, transparent where to edit, size of the first image.",
     "extra": "Provider-specific fields, sent as-is.",
@@ -125,7 +124,8 @@ def flat_schema(
     tiers = list(dict.fromkeys(t for r in routes for t in rule_tiers(r.sizes)))
     if tiers:
         props["resolution"] = {"type": "string", "enum": tiers}
-    props["n"] = {"type": "integer", "minimum": 1, "maximum": max((r.max_n for r in routes), default=1), "description": DESCRIPTIONS["n"]}
+    # n needs no words: its bounds say it, and a model's lower maximum is on its model line.
+    props["n"] = {"type": "integer", "minimum": 1, "maximum": max((r.max_n for r in routes), default=1)}
     for name, definition in knob_defs.items():
         rules = [k for r in routes if (k := r.knobs_for(tool).get(name)) is not None]
         if rules and tool in definition.tools:
