@@ -226,12 +226,11 @@ class Generator:
             made = made or previews.start(source, index)
 
         temp, info = await self._receive(artifact, client, arrived)
-        preview = await made.result() if made else None
         # If publishing fails, the temporary file stays where it is and the error names it.
         saved = await anyio.to_thread.run_sync(self.store.publish, temp, request.prompt, info.extension, index)
-        image = SavedImage(saved.path, info.width, info.height, info.mime, saved.bytes, artifact.revised_prompt, artifact.seed, saved.fallback, preview)
+        image = SavedImage(saved.path, info.width, info.height, info.mime, saved.bytes, artifact.revised_prompt, artifact.seed, saved.fallback)
         await anyio.to_thread.run_sync(self.store.write_sidecar, saved, sidecar(request, image, index, usage))
-        return image
+        return replace(image, preview=await made.result()) if made else image  # the image is on disk before this wait
 
     async def _receive(self, artifact: Artifact, client: ProviderClient, arrived: Callable[[Source], None]) -> tuple[Path, ImageInfo]:
         """The artifact in a temporary file, checked to be an image; `arrived` gets the bytes (or the
