@@ -196,7 +196,9 @@ def startup(env: dict[str, str], tmp: Path, repeat: int) -> dict[str, Any]:
 
 async def context(env: dict[str, str], tmp: Path) -> dict[str, Any]:
     """Bytes an agent carries: tools/list with one provider and with all ten (and for a client with a
-    wait budget, which also gets the job tool), and one result."""
+    wait budget, which also gets the job tool), and one result. `*_model_view` counts only what
+    clients put in the model's context (name, description, input schema; not titles, annotations
+    or output schemas)."""
     sizes = {}
     keys = {f"{p}_API_KEY": KEY for p in ("OPENAI", "GEMINI", "ARK", "DASHSCOPE", "BFL", "MODELGATE", "MIXROUTE", "ZHAOTOU", "MODELMAX", "ATALK")}
     bare = {k: v for k, v in env.items() if k not in ("IMAGEGATE_CONFIG", "BENCH_API_KEY")}
@@ -209,13 +211,19 @@ async def context(env: dict[str, str], tmp: Path) -> dict[str, Any]:
         async with _server({**bare, **extra}) as client:
             tools = (await client.list_tools()).tools
             dumped = [t.model_dump(mode="json", by_alias=True, exclude_none=True) for t in tools]
-            sizes[name] = len(json.dumps(dumped, separators=(",", ":"), ensure_ascii=False).encode())
+            sizes[name] = _json_bytes(dumped)
+            if name != "tools_list_one_provider_with_jobs":
+                sizes[name + "_model_view"] = _json_bytes([{k: t[k] for k in ("name", "description", "inputSchema")} for t in dumped])
     async with _server(env) as client:
         result = await client.call_tool("generate_image", {"model": "bench-image", "provider": "benchb64", "prompt": "context", "size": "1024x1024"})
         sizes["generate_result_1024"] = len(result.model_dump_json(by_alias=True, exclude_none=True).encode())
         result = await client.call_tool("generate_image", {"model": "bench-image", "provider": "benchb64", "prompt": "context", "size": "2048x2048", "n": 4})
         sizes["generate_result_2048_n4"] = len(result.model_dump_json(by_alias=True, exclude_none=True).encode())
     return sizes
+
+
+def _json_bytes(value: Any) -> int:
+    return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
 
 
 def _table(report: dict[str, Any]) -> str:

@@ -90,10 +90,8 @@ def _tools(service: Service, client: str | None = None) -> list[types.Tool]:
     # false, openWorld true) are sent: the same meaning in fewer bytes of every agent's context.
     image = types.ToolAnnotations(destructive_hint=False)
     listing = types.ToolAnnotations(read_only_hint=True, open_world_hint=False)
-    outputs = {}
+    outputs = {"list_models": output_schema(ModelsAnswer), "get_supported_sizes": output_schema(SizesAnswer)}
     if service.settings.structured_output:  # off by default: Claude Code then drops the previews (research §3)
-        # Listing answers carry structuredContent either way; the schemas are for programs that want them.
-        outputs = {"list_models": output_schema(ModelsAnswer), "get_supported_sizes": output_schema(SizesAnswer)}
         outputs |= {name: output_schema(ImageResult) for name in ("generate_image", "edit_image", "get_image_job")}
     # Only a client with a wait budget is ever handed a job id to collect.
     names = [n for n in TOOL_DESCRIPTIONS if n != "get_image_job" or service.settings.wait_budget_for(client) is not None]

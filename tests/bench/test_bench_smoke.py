@@ -22,5 +22,6 @@ def test_benchmark_smoke_run_measures_everything(tmp_path):
     assert report["fan_out"]["n"] == 4 and report["fan_out"]["wall_s"] > 0
     assert report["memory"]["peak_mb"] >= report["memory"]["idle_mb"] > 0
     assert report["startup"]["ratio"] > 0
-    assert set(report["context"]) == {"tools_list_one_provider", "tools_list_one_provider_with_jobs", "tools_list_all_providers", "generate_result_1024", "generate_result_2048_n4"}
+    lists = {"tools_list_one_provider", "tools_list_one_provider_model_view", "tools_list_one_provider_with_jobs", "tools_list_all_providers", "tools_list_all_providers_model_view"}
+    assert set(report["context"]) == lists | {"generate_result_1024", "generate_result_2048_n4"}
     assert "added latency" in done.stdout
