@@ -17,6 +17,7 @@ import socket
 import stat
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 from urllib.parse import SplitResult, urlsplit
 
@@ -221,7 +222,17 @@ def _check_image(name: str, ref: str, data: bytes, route: Route, mask: bool) -> 
         if (route.inputs.min_edge and edge < route.inputs.min_edge) or (route.inputs.max_edge and edge > route.inputs.max_edge):
             span = f"{route.inputs.min_edge or 1}–{route.inputs.max_edge or '∞'} px a side"
             raise _refuse(name, ref, span, f"is {info.width}x{info.height}; {route.where} takes {span}")
+    low, high = route.inputs.min_ratio, route.inputs.max_ratio
+    shape = Fraction(info.width, info.height)
+    if (low and shape < _fraction(low)) or (high and shape > _fraction(high)):
+        span = f"width:height {low}" if low == high else f"width:height from {low or '0:1'} to {high or '1:0'}"
+        raise _refuse(name, ref, span, f"is {info.width}x{info.height}; {route.where} takes {span}")
     return info
+
+
+def _fraction(ratio: str) -> Fraction:
+    width, height = ratio.split(":")
+    return Fraction(int(width), int(height))
 
 
 async def _load_one(
@@ -233,7 +244,8 @@ async def _load_one(
         # The upstream fetches it itself, from its own network: the private-address check guards
         # only downloads made from this machine, which can reach what the upstream cannot.
         return InputImage(name=name, mime="", width=0, height=0, url=ref)
-    data = await _load_bytes(name, ref, form, route.inputs.max_bytes or DEFAULT_MAX_INPUT_BYTES, fetch, policy)
+    limit = (route.inputs.mask_max_bytes if mask else None) or route.inputs.max_bytes or DEFAULT_MAX_INPUT_BYTES
+    data = await _load_bytes(name, ref, form, limit, fetch, policy)
     info = await anyio.to_thread.run_sync(_check_image, name, ref, data, route, mask)
     return InputImage(name=name, mime=info.mime, width=info.width, height=info.height, data=data)
 
@@ -248,11 +260,14 @@ async def load_inputs(
     """
     route = request.route
     images = tuple([await _load_one(f"images[{i}]", r, route, fetch, policy) for i, r in enumerate(request.images)])
-    if not request.mask:
-        return images, None
-    mask = await _load_one("mask", request.mask, route, fetch, policy, mask=True)
+    mask = await _load_one("mask", request.mask, route, fetch, policy, mask=True) if request.mask else None
     first = images[0] if images else None
-    if first is not None and first.data is not None and route.inputs.mask_same_size and (mask.width, mask.height) != (first.width, first.height):
+    if mask and first is not None and first.data is not None and route.inputs.mask_same_size and (mask.width, mask.height) != (first.width, first.height):
         size = f"{first.width}x{first.height}"
-        raise _refuse("mask", request.mask, size, f"is {mask.width}x{mask.height}; it must match images[0] ({size})")
+        raise _refuse("mask", request.mask or "", size, f"is {mask.width}x{mask.height}; it must match images[0] ({size})")
+    total = sum(len(i.data) for i in (*images, mask) if i is not None and i.data is not None)
+    if route.inputs.max_total_bytes and total > route.inputs.max_total_bytes:
+        limit = route.inputs.max_total_bytes
+        why = f"hold {total} bytes together; {route.where} takes at most {limit} bytes of input images in one request"
+        raise InvalidRequest("images", f"{len(request.images)} images", f"at most {limit} bytes in all", f"images {why}")
     return images, mask

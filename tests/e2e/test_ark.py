@@ -443,3 +443,13 @@ def test_emulator_links_live_a_day_unless_a_test_sets_another_ttl():
     assert ark.settings.url_ttl == URL_TTL == 86400
     state.configure("ark", {"url_ttl": 5})
     assert ark.settings.url_ttl == 5
+
+
+@pytest.mark.parametrize(("model", "size"), [("seedream-4.0", (400, 100)), ("seededit-3.0", (100, 400))])
+async def test_an_input_outside_the_models_aspect_span_is_refused_before_any_request(tmp_path, emu, model, size):
+    path = image_file(tmp_path / "banner.png", *size)
+    async with stdio_client(env_for(tmp_path, emu)) as client:
+        result = await client.call_tool("edit_image", {"model": model, "prompt": "tidy", "images": [path]})
+    assert kind_of(result) == "invalid_argument"
+    assert f"is {size[0]}x{size[1]}" in text_of(result) and "width:height from 1:3 to 3:1" in text_of(result)
+    assert sent(emu) == []

@@ -34,6 +34,24 @@ key_env = "TIGHT_API_KEY"
 model = "gpt-image-1"
 upstream = "gpt-image-1"
 inputs = { max_bytes = 3000, min_edge = 16, max_edge = 128, max_pixels = 10000, formats = ["png"] }
+
+[providers.shaped]
+base_url = "http://127.0.0.1:9/v1"
+key_env = "SHAPED_API_KEY"
+
+[[providers.shaped.offerings]]
+model = "gpt-image-1"
+upstream = "gpt-image-1"
+inputs = { min_ratio = "1:2", max_ratio = "2:1", mask_max_bytes = 1000 }
+
+[providers.square]
+base_url = "http://127.0.0.1:9/v1"
+key_env = "SQUARE_API_KEY"
+
+[[providers.square.offerings]]
+model = "gpt-image-1"
+upstream = "gpt-image-1"
+inputs = { min_ratio = "1:1", max_ratio = "1:1", max_total_bytes = 1 }
 """
 URL = "https://images.example.test/cat.png"
 OPENAI_LIMIT = 52428800
@@ -71,6 +89,8 @@ def service(tmp_path_factory) -> Service:
         "OPENAI_API_KEY": "test-x",
         "URLISH_API_KEY": "test-x",
         "TIGHT_API_KEY": "test-x",
+        "SHAPED_API_KEY": "test-x",
+        "SQUARE_API_KEY": "test-x",
         "IMAGEGATE_CONFIG": str(folder / "config.toml"),
         "IMAGEGATE_OUTPUT_DIR": str(folder / "out"),
     }
@@ -88,6 +108,7 @@ def files(tmp_path_factory) -> dict[str, str]:
         "tiny": (8, 8, "PNG", "RGB"),
         "wide": (200, 20, "PNG", "RGB"),
         "many_pixels": (120, 100, "PNG", "RGB"),
+        "square": (30, 30, "PNG", "RGB"),
     }
     paths = {}
     for name, (w, h, fmt, mode) in made.items():
@@ -257,6 +278,14 @@ REFUSALS = [
     ),
     pytest.param("tight", ["wide"], None, "images[0]", "is 200x20", id="edge-too-long"),
     pytest.param("tight", ["many_pixels"], None, "images[0]", "too many pixels", id="too-many-pixels"),
+    pytest.param(
+        "shaped", ["wide"], None, "images[0]", "is 200x20; gpt-image-1 via shaped takes width:height from 1:2 to 2:1", id="too-wide"
+    ),
+    pytest.param("square", ["png"], None, "images[0]", "is 40x30; gpt-image-1 via square takes width:height 1:1", id="not-square"),
+    pytest.param("shaped", ["png"], "huge", "mask", "is 5000 bytes; the limit here is 1000", id="mask-over-its-byte-limit"),
+    pytest.param(
+        "square", ["square"], None, "images", "takes at most 1 bytes of input images in one request", id="request-over-its-byte-limit"
+    ),
 ]
 
 

@@ -175,10 +175,21 @@ class InputLimits(_Data):
     max_pixels: int | None = None
     min_edge: int | None = None
     max_edge: int | None = None
+    min_ratio: str | None = None
+    """Narrowest width:height an input may have ("1:3"); `max_ratio` the widest ("3:1")."""
+    max_ratio: str | None = None
+    max_total_bytes: int | None = None
+    """All input images and the mask of one request together (an API's whole-request cap)."""
     formats: list[str] | None = None
     forms: list[InputForm] | None = None
     mask_formats: list[str] | None = None
     mask_same_size: bool | None = None
+    mask_max_bytes: int | None = None
+
+    @field_validator("min_ratio", "max_ratio")
+    @classmethod
+    def _ratio(cls, v: str | None) -> str | None:
+        return v if v is None else _check_ratio(v)
 
 
 class WireOptions(_Data):
