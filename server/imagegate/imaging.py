@@ -30,9 +30,6 @@ MAX_INPUT_PIXELS = 8192 * 8192
 """Decompression-bomb cap: nothing larger is decoded, from an agent or from an upstream."""
 QUALITY_LADDER = (80, 72, 64, 56)
 MIN_PREVIEW_EDGE = 64
-PREVIEW_RESAMPLE = 4
-"""PIL's BOX (a plain int so Pillow loads lazily): an area average, right for shrinking, and a third
-faster than bilinear."""
 MIME = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp", "GIF": "image/gif", "BMP": "image/bmp", "TIFF": "image/tiff"}
 EXTENSION = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp", "image/gif": "gif", "image/bmp": "bmp", "image/tiff": "tiff"}
 
@@ -134,8 +131,11 @@ def _encode(image: PILImage.Image, fmt: str, quality: int) -> bytes:
 
 def _shrunk(image: PILImage.Image, edge: int) -> PILImage.Image:
     """Downscale to fit `edge`, in place: an integer reduce as far as it goes, then one box step of
-    less than 2x (a quarter of the time of one pass over a 4096² image)."""
-    image.thumbnail((edge, edge), PREVIEW_RESAMPLE, reducing_gap=1.0)
+    less than 2x (a quarter of the time of one pass over a 4096² image). Box: an area average, right
+    for shrinking, and a third faster than bilinear."""
+    from PIL import Image
+
+    image.thumbnail((edge, edge), Image.Resampling.BOX, reducing_gap=1.0)
     return image
 
 
@@ -158,7 +158,7 @@ def make_preview(source: Source, max_edge: int, max_bytes: int, keep_alpha: bool
         edge = int(max(small.size) * min(0.9, (max_bytes / len(encoded)) ** 0.5 * 0.95))
         if edge < MIN_PREVIEW_EDGE:
             return None
-        small.thumbnail((edge, edge), PREVIEW_RESAMPLE)
+        small = _shrunk(small, edge)
     return None
 
 
@@ -178,8 +178,9 @@ def draw_placeholder(width: int, height: int, prompt: str, label: str, seed: int
         thumb = _shrunk(_open(data).convert("RGB"), max(16, min(width, height) // 4))
         picture.paste(thumb, (8 + i * (thumb.width + 8), height - thumb.height - 8))
     draw = ImageDraw.Draw(picture)
-    font = ImageFont.load_default(size=max(10, min(width, height) // 16))
-    lines = [label, f"{width}x{height}", *textwrap.wrap(prompt, width=max(12, width // (font.size // 2 + 1)))[:6]]
+    size = max(10, min(width, height) // 16)
+    font = ImageFont.load_default(size=size)
+    lines = [label, f"{width}x{height}", *textwrap.wrap(prompt, width=max(12, width // (size // 2 + 1)))[:6]]
     draw.multiline_text((width / 2, height / 2), "\n".join(lines), fill="white", anchor="mm", align="center", font=font, stroke_width=2, stroke_fill="black")
     out = io.BytesIO()
     picture.save(out, "PNG")

@@ -199,7 +199,7 @@ def _pick_explicit(rule: SizeRule, ratio: str, tier: str | None) -> SizeOption |
     if tier is not None:
         return next((o for o in matches if o.tier == tier), None)
     preferred = [o for o in matches if o.tier in (rule.default_tier, None)]
-    return (preferred or matches or [None])[0]
+    return next(iter(preferred or matches), None)
 
 
 def _resolve_ratio(rule: SizeRule, ratio: str, tier: str | None, where: str) -> ResolvedSize:

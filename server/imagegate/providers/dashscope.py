@@ -228,7 +228,7 @@ def parse_task(body: Any, provider: str = "dashscope") -> AdapterReply:
 
 
 def _by_code(code: str, message: str | None, provider: str, status: int) -> ImagegateError | None:
-    said = {"provider": provider, "upstream_message": message}
+    said: dict[str, Any] = {"provider": provider, "upstream_message": message}
     if code == "InvalidApiKey":
         return AuthFailed(f"{provider} rejected the API key (InvalidApiKey; keys are region-bound)", **said)
     if code == "Arrearage":
@@ -260,7 +260,7 @@ def classify_error(status: int, body: Any, provider: str) -> ImagegateError:
         if known is not None:
             return known
         if status in (200, 400):  # InvalidParameter, InvalidURL, BadRequest.*: the code says more than 400
-            said = {"provider": provider, "upstream_message": message}
+            said: dict[str, Any] = {"provider": provider, "upstream_message": message}
             return UpstreamError(f"{provider} refused the request ({code})", status=status, **said)
     return default_error(status, body, provider)
 
