@@ -138,6 +138,40 @@ async def fan_out(env: dict[str, str], emulator: Any, n: int) -> dict[str, Any]:
     return {"n": n, "upstream_latency_s": 1.0, "wall_s": wall}
 
 
+async def responsiveness(env: dict[str, str], size: str) -> dict[str, Any]:
+    """Whether other requests progress while a large image is decoded, previewed and saved: round
+    trips of a light request (tools/list; ping left the protocol in 2026-07) during one base64 call
+    of `size`, against the same requests to the idle server."""
+
+    async def pings(client: Any, until: anyio.Event | None, count: int = 0) -> list[float]:
+        """A light request every 5 ms: `count` times, or until `until` is set (at least once)."""
+        times: list[float] = []
+        while True:
+            start = time.perf_counter()
+            await client.list_tools()
+            times.append(time.perf_counter() - start)
+            if until.is_set() if until is not None else len(times) >= count:
+                return times
+            await anyio.sleep(0.005)
+
+    async with _server(env) as client:
+        arguments = {"model": "bench-image", "provider": "benchb64", "prompt": "busy", "size": size}
+        await client.call_tool("generate_image", arguments)  # warm
+        idle = await pings(client, None, 50)
+        done, busy = anyio.Event(), []
+
+        async def call() -> None:
+            result = await client.call_tool("generate_image", arguments)
+            assert not result.is_error, result.content
+            done.set()
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(call)
+            busy = await pings(client, done)
+    ms = lambda values: 1000 * statistics.median(values)  # noqa: E731
+    return {"size": size, "idle_ping_ms": ms(idle), "busy_ping_ms": ms(busy), "busy_ping_max_ms": 1000 * max(busy), "pings_during_call": len(busy)}
+
+
 def _status(pid: int, field: str) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith(field + ":"):
@@ -231,6 +265,11 @@ def _table(report: dict[str, Any]) -> str:
     lines += [f"  {r['size']:<11} {r['reply']:<9} {r['upstream_ms']:>11.1f} {r['call_ms']:>9.1f} {r['added_ms']:>10.1f}" for r in report["latency"]]
     f, m, s = report["fan_out"], report["memory"], report["startup"]
     lines.append(f"fan-out: n={f['n']} at {f['upstream_latency_s']:.0f} s per call -> {f['wall_s']:.2f} s wall")
+    r = report["responsiveness"]
+    lines.append(
+        f"tools/list during a {r['size']} base64 call: {r['pings_during_call']} answered, median {r['busy_ping_ms']:.1f} ms "
+        f"(max {r['busy_ping_max_ms']:.1f}; idle {r['idle_ping_ms']:.1f})"
+    )
     lines.append(f"memory: {m['n']}x{m['size']} b64 -> peak {m['peak_mb']:.0f} MB, {m['above_idle_mb']:.0f} MB above idle = {m['ratio_to_decoded']:.2f}x the decoded {m['decoded_mb']:.0f} MB")
     lines.append(f"start-up to tools/list: imagegate {s['imagegate_s']:.2f} s, minimal SDK server {s['minimal_sdk_s']:.2f} s, ratio {s['ratio']:.2f}")
     lines.append("context bytes: " + ", ".join(f"{k} {v}" for k, v in report["context"].items()))
@@ -248,6 +287,7 @@ async def run(smoke: bool) -> dict[str, Any]:
         report: dict[str, Any] = {"smoke": smoke, "python": sys.version.split()[0]}
         report["latency"] = await added_latency(env, emulator.url, plan["sizes"], plan["repeat"])
         report["fan_out"] = await fan_out(env, emulator, 4)
+        report["responsiveness"] = await responsiveness(env, plan["sizes"][-1])
         report["memory"] = await memory(env, tmp, "256x256" if smoke else "4096x4096", 4)
         report["startup"] = startup(env, tmp, plan["startups"])
         report["context"] = await context(env, tmp)
