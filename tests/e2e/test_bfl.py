@@ -386,3 +386,19 @@ def test_the_emulator_sample_url_expires_with_the_expired_url_fault(bfl, emulato
 
     assert httpx2.get(sample, trust_env=False).status_code == 403
     assert emulator.files()["not_found"] == 1
+
+
+@pytest.mark.parametrize("model", ["flux-2-klein-4b", "flux-2-klein-9b"])
+async def test_klein_generates_on_its_own_path_and_takes_at_most_four_references(tmp_path, emulator, model):
+    emulator.reset()
+    refs = [str(png_file(tmp_path / f"ref{i}.png", 256, 256)) for i in range(5)]
+    async with stdio_client(env_for(tmp_path, emulator)) as client:
+        made = await client.call_tool("generate_image", {"model": model, "prompt": "a kite", "size": "1024x768"})
+        edited = await client.call_tool("edit_image", {"model": model, "prompt": "a kite", "images": refs[:4]})
+        refused = await client.call_tool("edit_image", {"model": model, "prompt": "a kite", "images": refs})
+    (image,) = meta_of(made)["images"]
+    assert (image["width"], image["height"]) == (1024, 768)
+    assert len(meta_of(edited)["images"]) == 1
+    assert error_of(refused)[0] == "invalid_argument"
+    assert [r["endpoint"] for r in submits(emulator)] == [model, model]
+    assert {f"input_image_{i}" for i in (2, 3, 4)} <= set(submits(emulator)[1]["json"])

@@ -482,3 +482,25 @@ def test_emulator_task_control_is_forgotten_on_reset(http, emu):
         T2I, json={"model": "wan2.2-t2i-flash", "input": {"prompt": "x"}}, headers=ASYNC
     ).json()
     assert http.get(f"/tasks/{submit['output']['task_id']}").json()["output"]["task_status"] == "SUCCEEDED"
+
+
+@pytest.mark.parametrize(
+    ("model", "size", "endpoint", "wire_size"),
+    [("qwen-image-max", "4:3", "generation", "1472*1104"), ("wan2.5-t2i-preview", "1024x1536", "image-synthesis", "1024*1536")],
+)
+async def test_the_max_and_preview_models_run_on_their_own_endpoints(tmp_path, emu, model, size, endpoint, wire_size):
+    async with stdio_client(env_for(tmp_path, emu)) as client:
+        result = await client.call_tool("generate_image", {"model": model, "prompt": "a harbour", "size": size})
+        assert not result.is_error, text_of(result)
+    (call,) = sent(emu, endpoint)
+    assert call["json"]["model"] == model and call["json"]["parameters"]["size"] == wire_size
+
+
+async def test_edit_max_takes_up_to_three_references_and_refuses_a_fourth(tmp_path, emu):
+    refs = [png_file(tmp_path / f"ref{i}.png", 512, 512) for i in range(4)]
+    async with stdio_client(env_for(tmp_path, emu)) as client:
+        made = await client.call_tool("edit_image", {"model": "qwen-image-edit-max", "prompt": "merge", "images": refs[:3]})
+        refused = await client.call_tool("edit_image", {"model": "qwen-image-edit-max", "prompt": "merge", "images": refs})
+    assert not made.is_error, text_of(made)
+    assert kind_of(refused) == "invalid_argument" and "images" in text_of(refused)
+    assert len(sent(emu, "generation")) == 1
