@@ -157,7 +157,7 @@ class Generator:
         adapter = self.registry.adapter(route.protocol)
         client = self.registry.client(route.provider)
         await progress("checking input images" if request.images else f"sending to {route.provider}")
-        images, mask = await load_inputs(request, lambda url, limit: _fetch(client, url, limit), self.inputs)
+        images, mask = await load_inputs(request, lambda url, limit, address: _fetch(client, url, limit, address), self.inputs)
         plan = batches(request.n, route.per_call)
         starts = [sum(plan[:i]) for i in range(len(plan))]
         work = [_Batch(i, count, starts[i] + 1) for i, count in enumerate(plan)]
@@ -309,13 +309,13 @@ def _make_preview(source: Source, job: _PreviewJob) -> Preview | None:
         return None
 
 
-async def _fetch(client: ProviderClient, url: str, limit: int) -> bytes:
+async def _fetch(client: ProviderClient, url: str, limit: int, address: str | None) -> bytes:
     buffer = bytearray()
 
     async def sink(chunk: bytes) -> None:
         buffer.extend(chunk)
 
-    await client.download(url, sink, limit, follow_redirects=False)  # the checked host, and no other
+    await client.download(url, sink, limit, follow_redirects=False, connect_to=address)  # the checked host, and no other
     return bytes(buffer)
 
 

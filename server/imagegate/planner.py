@@ -51,7 +51,8 @@ OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOC
 """NOFOLLOW: a symlink swapped in after the roots check is not followed; NONBLOCK: a FIFO cannot hang the open."""
 ANY_INPUT = "an existing image file, an http(s) URL or a data: URL"
 ALLOW_PRIVATE = "set IMAGEGATE_ALLOW_PRIVATE_URLS=true (config file: allow_private_urls = true) to allow it"
-Fetch = Callable[[str, int], Awaitable[bytes]]
+Fetch = Callable[[str, int, "str | None"], Awaitable[bytes]]
+"""(URL, byte limit, the checked address to connect to or None) -> the body."""
 Resolve = Callable[[str, int], Awaitable[list[str]]]
 """(host, port) -> every address the host resolves to."""
 
@@ -165,14 +166,17 @@ def _split_url(name: str, ref: str) -> tuple[SplitResult, str, int]:
     return parts, host, port or (443 if parts.scheme.lower() == "https" else 80)
 
 
-async def _checked_url(name: str, ref: str, policy: InputPolicy) -> str:
-    """The URL to download, refused unless every address its host resolves to is public.
+async def _checked_url(name: str, ref: str, policy: InputPolicy) -> tuple[str, str | None]:
+    """The URL to download and the address to connect to, refused unless every address its host
+    resolves to is public.
 
     The URL is rebuilt from the parts that were checked, so the HTTP client cannot read another
-    host out of it (user@host tricks, backslashes) than the one resolved here.
+    host out of it (user@host tricks, backslashes) than the one resolved here; and the download
+    connects to an address checked here, so a name that resolves differently a moment later
+    (DNS rebinding) cannot lead it to a private one.
     """
     if policy.allow_private_urls:
-        return ref
+        return ref, None
     parts, host, port = _split_url(name, ref)
     try:
         with anyio.fail_after(RESOLVE_TIMEOUT):
@@ -188,7 +192,7 @@ async def _checked_url(name: str, ref: str, policy: InputPolicy) -> str:
         raise _refuse(name, ref, "an http(s) URL on a public host", why)
     netloc = f"[{host}]" if ":" in host else host
     netloc += f":{parts.port}" if parts.port is not None else ""
-    return parts._replace(netloc=netloc, fragment="").geturl()
+    return parts._replace(netloc=netloc, fragment="").geturl(), addresses[0]
 
 
 async def _load_bytes(name: str, ref: str, form: str, limit: int, fetch: Fetch, policy: InputPolicy) -> bytes:
@@ -201,9 +205,9 @@ async def _load_bytes(name: str, ref: str, form: str, limit: int, fetch: Fetch, 
         return await anyio.to_thread.run_sync(_read_file, name, ref, limit, policy.roots)
     if form == "base64":
         return _decode_data_url(name, ref, limit)
-    url = await _checked_url(name, ref, policy)
+    url, address = await _checked_url(name, ref, policy)
     try:
-        return await fetch(url, limit)
+        return await fetch(url, limit, address)
     except ImagegateError as e:  # the agent's URL, not the provider, failed: say which input
         raise _refuse(name, ref, "a reachable http(s) image URL", f"could not be downloaded: {e.message}") from None
 

@@ -417,3 +417,45 @@ async def test_poll_stops_when_the_caller_cancels():
         with anyio.move_on_after(0.2):
             await client.poll(fetch, lambda s: s == "done", interval=0.05, max_interval=0.05)
     assert time.monotonic() - began < 0.5
+
+
+# --- pinned downloads (DNS rebinding) ----------------------------------------------------------------
+
+
+async def test_a_pinned_download_connects_to_the_checked_address_and_keeps_the_urls_host_name():
+    """Over a real loopback socket: the name never resolves (.invalid), so the body can only have
+    come through the pinned address; the server still sees the URL's own Host."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    hosts: list[str | None] = []
+    body = b"\x89PNG pinned"
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            hosts.append(self.headers["Host"])
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    client = ProviderClient(ProviderProfile("acme", BASE, SecretStr("test-pin-key")), timeout=5, max_retries=0)
+    url = f"http://images.invalid:{server.server_port}/cat.png"
+    received = bytearray()
+
+    async def sink(chunk: bytes) -> None:
+        received.extend(chunk)
+
+    try:
+        await client.download(url, sink, 1000, follow_redirects=False, connect_to="127.0.0.1")
+        with pytest.raises(UpstreamError, match="could not download"):
+            await client.download(url, sink, 1000, follow_redirects=False)  # unpinned: the name goes nowhere
+    finally:
+        await client.aclose()
+        server.shutdown()
+    assert bytes(received) == body and hosts == [f"images.invalid:{server.server_port}"]

@@ -134,7 +134,7 @@ class Fetcher:
         self.bodies = bodies or {}
         self.calls: list[tuple[str, int]] = []
 
-    async def __call__(self, url: str, limit: int) -> bytes:
+    async def __call__(self, url: str, limit: int, address: str | None) -> bytes:
         self.calls.append((url, limit))
         if url not in self.bodies:
             raise UpstreamError("the image URL answered HTTP 404")

@@ -66,9 +66,11 @@ class Fetcher:
 
     def __init__(self) -> None:
         self.urls: list[str] = []
+        self.addresses: list[str | None] = []
 
-    async def __call__(self, url: str, limit: int) -> bytes:
+    async def __call__(self, url: str, limit: int, address: str | None) -> bytes:
         self.urls.append(url)
+        self.addresses.append(address)
         return png()
 
 
@@ -160,6 +162,7 @@ async def test_every_address_of_a_public_host_is_checked_and_the_host_is_resolve
     assert images[0].data is not None and images[0].mime == "image/png"
     assert resolver.asked == [("img.example.test", 443)]
     assert fetch.urls == ["https://img.example.test/cat.png"]
+    assert fetch.addresses == ["93.184.216.34"]  # connect to what was checked, not to a fresh lookup
 
 
 @pytest.mark.parametrize(
@@ -181,6 +184,7 @@ async def test_private_addresses_are_downloaded_when_allowed_without_resolving(s
     policy = InputPolicy(allow_private_urls=True, resolve=resolver)
     images, _ = await load_inputs(edit(service, "http://127.0.0.1:5000/a.png"), fetch, policy)
     assert images[0].data is not None and fetch.urls == ["http://127.0.0.1:5000/a.png"] and resolver.asked == []
+    assert fetch.addresses == [None]
 
 
 async def test_a_url_passed_to_an_upstream_that_fetches_it_itself_is_not_resolved(service):
@@ -320,7 +324,7 @@ async def test_a_nul_byte_or_an_unknown_home_is_a_clear_refusal(service):
 
 
 async def test_a_failed_download_still_names_the_input(service):
-    async def broken(url: str, limit: int) -> bytes:
+    async def broken(url: str, limit: int, address: str | None) -> bytes:
         raise UpstreamError("img.example.test answered HTTP 404 for the image (expired?)")
 
     with pytest.raises(InvalidRequest, match="could not be downloaded: img.example.test answered HTTP 404"):

@@ -170,6 +170,15 @@ async def _body(response: httpx2.Response) -> bytearray:
     return body
 
 
+def _pinned(url: str, address: str) -> tuple[str, dict[str, str], dict[str, Any]]:
+    """`url` with its host replaced by `address`, the Host header it had, and the TLS server name
+    (SNI and certificate check) of its host for https."""
+    parts = urlsplit(url)
+    netloc = (f"[{address}]" if ":" in address else address) + (f":{parts.port}" if parts.port is not None else "")
+    extensions = {"sni_hostname": parts.hostname} if parts.scheme == "https" and parts.hostname else {}
+    return parts._replace(netloc=netloc).geturl(), {"Host": parts.netloc}, extensions
+
+
 def _parse_body(content: bytes | bytearray) -> Any:
     try:
         return json.loads(content)
@@ -277,19 +286,30 @@ class ProviderClient:
         return await (await self.request("GET", path, classify)).parsed()
 
     async def download(
-        self, url: str, sink: Callable[[bytes], Awaitable[None]], max_bytes: int, follow_redirects: bool = True
+        self,
+        url: str,
+        sink: Callable[[bytes], Awaitable[None]],
+        max_bytes: int,
+        follow_redirects: bool = True,
+        connect_to: str | None = None,
     ) -> str | None:
         """Stream a URL into `sink`; send the key only if the provider trusts the host.
 
         Redirects are followed only without a key, and only when `follow_redirects` (an agent's
         input URL was address-checked: a redirect could lead anywhere, so it is refused instead).
-        Returns the Content-Type the server gave. Raises UpstreamError when the URL has expired
-        (404/403/410), redirects when it may not, or the body exceeds `max_bytes`.
+        `connect_to` pins the connection to that address (the one checked), while the Host header,
+        TLS name and certificate check stay the URL's. Returns the Content-Type the server gave.
+        Raises UpstreamError when the URL has expired (404/403/410), redirects when it may not, or
+        the body exceeds `max_bytes`.
         """
         headers = self.profile.auth_headers() if self.profile.trusts(url) else {}
         follow = follow_redirects and not headers
+        target, extensions = url, dict[str, Any]()
+        if connect_to is not None:
+            target, pinned, extensions = _pinned(url, connect_to)
+            headers = {**headers, **pinned}
         try:
-            async with self._http.stream("GET", url, headers=headers, follow_redirects=follow) as response:
+            async with self._http.stream("GET", target, headers=headers, follow_redirects=follow, extensions=extensions) as response:
                 if response.is_redirect:
                     target = _host(response.headers.get("location", ""))
                     raise UpstreamError(f"{_host(url)} redirects to {target}; give the final image URL", provider=self.profile.id)
