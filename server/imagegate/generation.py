@@ -296,7 +296,7 @@ def _preview_job(policy: PreviewPolicy | None, request: ImageRequest, index: int
     if policy is None:
         return None
     shown, budget = policy.plan(request.n)
-    alpha = policy.alpha or request.knobs.get("background") == "transparent"
+    alpha = request.knobs.get("background") == "transparent"  # a transparent image keeps it in its preview
     return _PreviewJob(policy.max_edge, budget, alpha) if index <= shown else None
 
 

@@ -75,7 +75,6 @@ class PreviewPolicy:
     max_bytes: int
     total_bytes: int = 72 * 1024
     min_bytes: int = 6 * 1024
-    alpha: bool = False
 
     def plan(self, n: int) -> tuple[int, int]:
         """How many of n images get a preview, and the byte budget of each."""

@@ -25,6 +25,7 @@ import anyio
 
 from . import codec
 from .catalog import Route
+from .catalog.sizes import ratio_value
 from .errors import ImagegateError, InvalidRequest, shown
 from .imaging import ImageInfo, NotAnImage, probe
 from .providers.base import InputImage
@@ -228,15 +229,10 @@ def _check_image(name: str, ref: str, data: bytes, route: Route, mask: bool) -> 
             raise _refuse(name, ref, span, f"is {info.width}x{info.height}; {route.where} takes {span}")
     low, high = route.inputs.min_ratio, route.inputs.max_ratio
     shape = Fraction(info.width, info.height)
-    if (low and shape < _fraction(low)) or (high and shape > _fraction(high)):
+    if (low and shape < ratio_value(low)) or (high and shape > ratio_value(high)):
         span = f"width:height {low}" if low == high else f"width:height from {low or '0:1'} to {high or '1:0'}"
         raise _refuse(name, ref, span, f"is {info.width}x{info.height}; {route.where} takes {span}")
     return info
-
-
-def _fraction(ratio: str) -> Fraction:
-    width, height = ratio.split(":")
-    return Fraction(int(width), int(height))
 
 
 async def _load_one(

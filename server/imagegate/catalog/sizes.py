@@ -19,6 +19,7 @@ __all__ = [
     "allowed_text",
     "describe_rule",
     "nominal_ratio",
+    "ratio_value",
     "resolve_size",
     "rule_options",
     "rule_ratios",
@@ -69,7 +70,8 @@ class ResolvedSize:
         return " ".join(parts) or "upstream default"
 
 
-def _ratio_value(ratio: str) -> Fraction:
+def ratio_value(ratio: str) -> Fraction:
+    """"16:9" as the number 16/9."""
     m = RATIO.match(ratio)
     assert m, ratio
     return Fraction(int(m[1]), int(m[2]))
@@ -78,15 +80,15 @@ def _ratio_value(ratio: str) -> Fraction:
 def nominal_ratio(width: int, height: int) -> str:
     """The ratio a size is known by: exact if standard, else the standard one within 3 %, else reduced."""
     exact = Fraction(width, height)
-    best = min(STANDARD_RATIOS, key=lambda r: abs(math.log(_ratio_value(r) / exact)))
-    if abs(float(_ratio_value(best) / exact) - 1) <= NOMINAL_TOLERANCE:
+    best = min(STANDARD_RATIOS, key=lambda r: abs(math.log(ratio_value(r) / exact)))
+    if abs(float(ratio_value(best) / exact) - 1) <= NOMINAL_TOLERANCE:
         return best
     return f"{exact.numerator}:{exact.denominator}"
 
 
 def _same_ratio(a: str, b: str) -> bool:
     """'32:18' and '16:9' are the same request; compare values, not spellings."""
-    return _ratio_value(a) == _ratio_value(b)
+    return ratio_value(a) == ratio_value(b)
 
 
 def _option(pixels: str, tier: str | None, ratio: str | None = None) -> SizeOption:
@@ -118,7 +120,7 @@ def rule_ratios(rule: SizeRule) -> list[str]:
 
 def _ratio_span(rule: SizeRule) -> tuple[Fraction, Fraction] | None:
     if rule.min_ratio and rule.max_ratio:
-        return _ratio_value(rule.min_ratio), _ratio_value(rule.max_ratio)
+        return ratio_value(rule.min_ratio), ratio_value(rule.max_ratio)
     return None
 
 
@@ -209,7 +211,7 @@ def _resolve_ratio(rule: SizeRule, ratio: str, tier: str | None, where: str) -> 
     in_list = named is not None
     ratio = named or ratio
     span = _ratio_span(rule)
-    in_span = span is not None and span[0] <= _ratio_value(ratio) <= span[1]
+    in_span = span is not None and span[0] <= ratio_value(ratio) <= span[1]
     passthrough = rule.kind == "ratio" or (rule.kind == "range" and not rule.presets)
     if (in_list or in_span) and (passthrough or in_list):
         return ResolvedSize(ratio=ratio, tier=tier)
