@@ -109,6 +109,16 @@ def open_image(path: str | Path) -> Image.Image:
     return image
 
 
+def sizes_of(meta: dict[str, Any]) -> list[tuple[int, int]]:
+    """Each saved image's real pixel size, checked against what the metadata says."""
+    found = []
+    for entry in meta["images"]:
+        with Image.open(entry["path"]) as image:
+            assert (image.width, image.height) == (entry["width"], entry["height"])
+            found.append(image.size)
+    return found
+
+
 def sidecar_of(path: str | Path) -> dict[str, Any]:
     return json.loads(Path(path).with_suffix(".json").read_text())
 

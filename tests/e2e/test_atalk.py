@@ -18,8 +18,8 @@ from typing import Any
 import httpx2
 import pytest
 from PIL import Image
-from tests.e2e import metadata
 from tests.conftest import base_env, stdio_client, text_of
+from tests.e2e import metadata, sizes_of, write_image
 from tools.emulator import EmulatorClient
 
 pytestmark = pytest.mark.anyio
@@ -35,20 +35,6 @@ def env(tmp_path: Path, emulator: EmulatorClient, **extra: str) -> dict[str, str
 
 def bodies(emulator: EmulatorClient) -> list[dict[str, Any]]:
     return [record["json"] for record in emulator.requests(PROVIDER)]
-
-
-def png_file(path: Path, size: tuple[int, int] = (64, 48)) -> Path:
-    Image.new("RGB", size, "teal").save(path, format="PNG")
-    return path
-
-
-def sizes_of(meta: dict[str, Any]) -> list[tuple[int, int]]:
-    found = []
-    for entry in meta["images"]:
-        with Image.open(entry["path"]) as image:
-            assert (image.width, image.height) == (entry["width"], entry["height"])
-            found.append(image.size)
-    return found
 
 
 def kind_of(result: Any) -> str:
@@ -143,8 +129,8 @@ async def test_n_fans_out_one_image_per_call_and_usage_reaches_the_result_and_si
 
 
 async def test_flux_edit_sends_files_and_data_urls_as_bare_base64_and_urls_as_urls(tmp_path, emu):
-    first = png_file(tmp_path / "a.png")
-    second = png_file(tmp_path / "b.png", (40, 40))
+    first = Path(write_image(tmp_path / "a.png", (64, 48)))
+    second = Path(write_image(tmp_path / "b.png", (40, 40)))
     data_url = "data:image/png;base64," + base64.b64encode(second.read_bytes()).decode()
     url = "https://example.com/ref3.jpg"
     args = {
@@ -167,7 +153,7 @@ async def test_flux_edit_sends_files_and_data_urls_as_bare_base64_and_urls_as_ur
 
 
 async def test_eight_references_fill_every_input_image_field(tmp_path, emu):
-    refs = [str(png_file(tmp_path / f"r{k}.png", (32 + k, 32))) for k in range(8)]
+    refs = [write_image(tmp_path / f"r{k}.png", (32 + k, 32)) for k in range(8)]
     args = {"model": "flux-2-pro", "prompt": "eight", "images": refs, "provider": PROVIDER}
     async with stdio_client(env(tmp_path, emu)) as client:
         result = await client.call_tool("edit_image", args)
@@ -181,7 +167,7 @@ async def test_eight_references_fill_every_input_image_field(tmp_path, emu):
 
 
 async def test_gemini_edit_with_a_reference(tmp_path, emu):
-    ref = png_file(tmp_path / "ref.png")
+    ref = Path(write_image(tmp_path / "ref.png", (64, 48)))
     args = {"model": "nano-banana", "prompt": "add a hat", "images": [str(ref)], "provider": PROVIDER}
     async with stdio_client(env(tmp_path, emu)) as client:
         result = await client.call_tool("edit_image", args)
@@ -242,7 +228,7 @@ async def test_sizes_at_the_edges_are_served_and_past_them_refused_before_any_re
 
 
 async def test_reference_counts_past_the_route_limits_are_refused(tmp_path, emu):
-    refs = [str(png_file(tmp_path / f"r{k}.png")) for k in range(9)]
+    refs = [write_image(tmp_path / f"r{k}.png", (64, 48)) for k in range(9)]
     async with stdio_client(env(tmp_path, emu)) as client:
         flux = await client.call_tool(
             "edit_image", {"model": "flux-2-pro", "prompt": "x", "images": refs, "provider": PROVIDER}

@@ -15,8 +15,8 @@ from typing import Any
 import httpx2
 import pytest
 from PIL import Image
-from tests.e2e import metadata
 from tests.conftest import base_env, stdio_client, text_of
+from tests.e2e import metadata, sizes_of, write_image
 from tools.emulator import EmulatorClient
 
 pytestmark = pytest.mark.anyio
@@ -31,20 +31,6 @@ def env(tmp_path: Path, emulator: EmulatorClient, **extra: str) -> dict[str, str
 
 def bodies(emulator: EmulatorClient) -> list[dict[str, Any]]:
     return [record["json"] for record in emulator.requests(PROVIDER)]
-
-
-def png_file(path: Path, size: tuple[int, int] = (64, 48)) -> Path:
-    Image.new("RGB", size, "teal").save(path, format="PNG")
-    return path
-
-
-def sizes_of(meta: dict[str, Any]) -> list[tuple[int, int]]:
-    found = []
-    for entry in meta["images"]:
-        with Image.open(entry["path"]) as image:
-            assert (image.width, image.height) == (entry["width"], entry["height"])
-            found.append(image.size)
-    return found
 
 
 def no_secret_anywhere(tmp_path: Path, *texts: str) -> None:
@@ -163,7 +149,7 @@ async def test_a_url_reply_is_downloaded_and_saved(tmp_path, emu):
 
 
 async def test_seedream_edit_sends_a_local_file_as_a_data_url_and_a_url_as_is(tmp_path, emu):
-    image = png_file(tmp_path / "ref.png")
+    image = Path(write_image(tmp_path / "ref.png", (64, 48)))
     args = {
         "model": "seedream-4.0",
         "prompt": "make it night",
@@ -199,7 +185,7 @@ async def test_nano_banana_pro_edit_takes_urls_and_its_reference_size_list(tmp_p
 
 
 async def test_google_routes_refuse_local_files_and_nano_banana_a_second_reference(tmp_path, emu):
-    image = str(png_file(tmp_path / "ref.png"))
+    image = write_image(tmp_path / "ref.png", (64, 48))
     urls = ["https://example.com/a.png", "https://example.com/b.png"]
     async with stdio_client(env(tmp_path, emu)) as client:
         local = await client.call_tool(
