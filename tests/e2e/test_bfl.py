@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import io
 import json
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -35,11 +34,7 @@ def env_for(tmp_path: Path, emulator: EmulatorClient, **extra: str) -> dict[str,
 
 def control_tasks(emulator: EmulatorClient, **body: Any) -> Any:
     """The emulator's BFL task control (pending polls, queued outcomes)."""
-    request = urllib.request.Request(
-        f"{emulator.url}/bfl/_emulator/tasks", json.dumps(body).encode(), {"content-type": "application/json"}
-    )
-    with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(request, timeout=10) as reply:
-        return json.load(reply)
+    return emulator.control("bfl", "tasks", **body)
 
 
 def meta_of(result: Any) -> dict[str, Any]:

@@ -42,10 +42,8 @@ async def test_cancel_keeps_what_arrived_and_leaves_no_partial_files(tmp_path, e
 
 
 async def test_cancel_stops_polling_an_async_task(tmp_path, emulator):
-    import httpx2
-
     emulator.reset()
-    httpx2.post(f"{emulator.url}/dashscope/_emulator/tasks", json={"outcome": "never"}, timeout=10).raise_for_status()
+    emulator.control("dashscope", "tasks", outcome="never")
     env = base_env(tmp_path, DASHSCOPE_API_KEY="test-key", DASHSCOPE_BASE_URL=emulator.base_url("dashscope"))
 
     def polls() -> int:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import json
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -36,15 +35,7 @@ def env_for(tmp_path: Path, emulator: EmulatorClient, **extra: str) -> dict[str,
 
 def tasks(emulator: EmulatorClient, **scenario: Any) -> dict[str, Any]:
     """Queue a task outcome (or set default_polls) through the DashScope emulator's own control route."""
-    request = urllib.request.Request(
-        emulator.url + "/dashscope/_emulator/tasks",
-        json.dumps(scenario).encode(),
-        {"content-type": "application/json"},
-        method="POST",
-    )
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    with opener.open(request, timeout=10) as response:
-        return dict(json.load(response))
+    return dict(emulator.control("dashscope", "tasks", **scenario))
 
 
 def kind_of(result) -> str:

@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import base64
 import io
-import json
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,7 +19,7 @@ import pytest
 from PIL import Image
 from tests.conftest import base_env, text_of
 from tests.e2e import error_of, metadata, open_image, serve, sidecar_of, write_image
-from tools.emulator import EmulatorClient
+from tools.emulator import ControlError, EmulatorClient
 
 pytestmark = pytest.mark.anyio
 
@@ -37,15 +34,7 @@ def env_for(tmp_path: Path, emulator: EmulatorClient, **extra: str) -> dict[str,
 
 def outcome(emulator: EmulatorClient, **scenario: Any) -> dict[str, Any]:
     """Queue an outcome through the Gemini emulator's own control route."""
-    request = urllib.request.Request(
-        emulator.url + "/gemini/_emulator/outcomes",
-        json.dumps(scenario).encode(),
-        {"content-type": "application/json"},
-        method="POST",
-    )
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    with opener.open(request, timeout=10) as response:
-        return dict(json.load(response))
+    return dict(emulator.control("gemini", "outcomes", **scenario))
 
 
 def sent(emulator: EmulatorClient, endpoint: str = GENERATE) -> list[dict[str, Any]]:
@@ -510,5 +499,5 @@ def test_emulator_imagen_defaults_to_four_images_and_reports_filtered_ones(emu, 
 
 
 def test_emulator_outcome_control_rejects_nonsense(emu):
-    with pytest.raises(urllib.error.HTTPError):
+    with pytest.raises(ControlError):  # the emulator answered with an HTTP error
         outcome(emu, outcome="explode")

@@ -113,6 +113,11 @@ class EmulatorClient:
         """Download counters for served image URLs."""
         return dict(self._call("GET", "/_emulator/files"))
 
+    def control(self, provider: str, route: str, **body: Any) -> Any:
+        """POST to a provider's own control route (/<provider>/_emulator/<route>: BFL and DashScope
+        tasks, Gemini outcomes) and return its JSON answer."""
+        return self._call("POST", f"/{provider}/_emulator/{route}", body)
+
     def reset(self) -> None:
         """Defaults again: no faults, empty log, no files."""
         self._call("POST", "/_emulator/reset", {})
