@@ -29,9 +29,22 @@ import pybase64
 
 from .incoming import Incoming
 
-__all__ = ["LARGE_STRING", "BodyWatcher", "b64decode", "b64encode", "large_payloads", "loads", "watcher"]
+__all__ = [
+    "LARGE_STRING",
+    "MAX_DEPTH",
+    "BodyWatcher",
+    "b64decode",
+    "b64encode",
+    "large_payloads",
+    "loads",
+    "plain",
+    "watcher",
+]
 
 LARGE_STRING = 128 * 1024
+MAX_DEPTH = 64
+"""The deepest nesting of arrays and objects a reply may have; no upstream's documented reply comes close,
+and a body of 100,000 `[` must fail as a malformed reply, not as a RecursionError out of the parser."""
 """Strings at least this long are decoded from the bytes when they are base64; shorter ones parse as usual."""
 _DATA_URL = re.compile(rb"data:[\w/+.-]*(?:;[\w=.+-]+)*;base64,")
 _TOKEN = "\x00imagegate-payload-{}"
@@ -63,6 +76,15 @@ def large_payloads(on_stream: Callable[[Incoming], None] | None = None) -> Itera
 
 def b64encode(data: bytes) -> str:
     return pybase64.b64encode(data).decode("ascii")
+
+
+def plain(text: str) -> str:
+    """A string from a parsed body as the upstream sent it: a payload token (a long base64 string that
+    was not an image at all, say a revised prompt) becomes its base64 text again."""
+    scope = _scope.get()
+    if scope and text.startswith("\x00") and (decoded := scope.payloads.get(text)) is not None:
+        return b64encode(bytes(decoded))
+    return text
 
 
 def b64decode(text: str | bytes | memoryview) -> bytes | bytearray:
@@ -132,7 +154,9 @@ class BodyWatcher:
                 self._start = None
 
     def done(self, body: bytearray) -> None:
-        """The body is complete: `loads` will take the decoded strings from the scope."""
+        """The body is complete: `loads` will take the decoded strings from the scope. A string still
+        open is cut off (a body that ends inside it): its readers get an error, never a wait."""
+        self._drop()
         if self._spans:
             self._scope.streamed[id(body)] = (body, self._spans)
 
@@ -155,7 +179,9 @@ class BodyWatcher:
         upto = length if closed else length - length % 4  # whole 4-character groups until the end
         if upto > self._decoded:
             try:
-                self._live.append(pybase64.b64decode(body[self._start + self._decoded : self._start + upto], validate=True))
+                self._live.append(
+                    pybase64.b64decode(body[self._start + self._decoded : self._start + upto], validate=True)
+                )
             except (binascii.Error, ValueError):
                 self._drop()
                 return
@@ -168,14 +194,39 @@ class BodyWatcher:
             self._live = None
 
 
-def loads(content: bytes | bytearray) -> Any:
-    """`json.loads`; inside a `large_payloads()` scope, long base64 strings come out as tokens."""
-    scope = _scope.get()
-    if scope is None or len(content) < LARGE_STRING:
-        return json.loads(content)
-    watched = scope.streamed.pop(id(content), None)
-    spans = watched[1] if watched is not None and watched[0] is content else {}
-    return json.loads(_extract(content, scope.payloads, spans))
+def loads(content: bytes | bytearray, payloads: bool = True) -> Any:
+    """`json.loads`, nested at most MAX_DEPTH deep; inside a `large_payloads()` scope (unless not
+    `payloads`), long base64 strings come out as tokens.
+
+    Raises ValueError for anything that is not such a document (UnicodeDecodeError is one).
+    """
+    scope = _scope.get() if payloads else None
+    if scope is not None and len(content) >= LARGE_STRING:
+        watched = scope.streamed.pop(id(content), None)
+        spans = watched[1] if watched is not None and watched[0] is content else {}
+        content = _extract(content, scope.payloads, spans)
+    try:
+        value = json.loads(content)
+    except RecursionError:
+        raise ValueError("nested too deep") from None
+    if _too_deep(value):
+        raise ValueError(f"nested more than {MAX_DEPTH} deep")
+    return value
+
+
+def _too_deep(value: Any) -> bool:
+    """Whether arrays and objects nest deeper than MAX_DEPTH (walked without recursion)."""
+    level: list[Any] = [value]
+    for _ in range(MAX_DEPTH + 1):
+        level = [
+            child
+            for node in level
+            if isinstance(node, (list, dict))
+            for child in (node.values() if isinstance(node, dict) else node)
+        ]
+        if not level:
+            return False
+    return any(isinstance(node, (list, dict)) for node in level)
 
 
 def _extract(raw: bytes | bytearray, payloads: dict[str, bytes | bytearray], spans: Spans) -> bytes:
@@ -188,7 +239,9 @@ def _extract(raw: bytes | bytearray, payloads: dict[str, bytes | bytearray], spa
         if end < 0:
             break  # unterminated: json.loads says so
         streamed = spans.get(start + 1)
-        found: tuple[bytes, bytes | bytearray] | None = (b"", streamed[1]) if streamed and streamed[0] == end else None
+        found: tuple[bytes, bytes | bytearray] | None = (
+            (b"", streamed[1]) if streamed and streamed[0] == end else None
+        )
         if found or (end - start > LARGE_STRING and (found := _decode(raw, start + 1, end)) is not None):
             prefix, data = found
             token = _TOKEN.format(len(payloads))

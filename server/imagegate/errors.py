@@ -38,10 +38,13 @@ __all__ = [
     "StorageError",
     "UpstreamError",
     "UpstreamTimeout",
+    "clip",
     "shown",
 ]
 
 SHOWN_CHARS = 60
+UPSTREAM_TEXT_CHARS = 2000
+"""The most of an upstream's own words any message carries (a 10 MB error body is not a tool result)."""
 
 
 def shown(value: object) -> str:
@@ -49,6 +52,13 @@ def shown(value: object) -> str:
     (an agent's 300 KB argument must not come back as a 300 KB error)."""
     text = value if isinstance(value, str) else repr(value)
     return text if len(text) <= SHOWN_CHARS else text[:SHOWN_CHARS] + f"… ({len(text)} chars)"
+
+
+def clip(text: str | None, limit: int = UPSTREAM_TEXT_CHARS) -> str | None:
+    """Text from an upstream, cut to `limit` characters with a note of how long it was."""
+    if text is None or len(text) <= limit:
+        return text
+    return text[:limit] + f"… ({len(text)} chars)"
 
 
 class ImagegateError(Exception):
@@ -62,6 +72,23 @@ class ImagegateError(Exception):
         self.message = message
         self.provider = provider
         self.upstream_message = upstream_message
+
+    # Both texts can carry an upstream's words, so both are clipped however they are set.
+    @property
+    def message(self) -> str:
+        return self._message
+
+    @message.setter
+    def message(self, text: str) -> None:
+        self._message = clip(text, 2 * UPSTREAM_TEXT_CHARS) or ""
+
+    @property
+    def upstream_message(self) -> str | None:
+        return self._upstream_message
+
+    @upstream_message.setter
+    def upstream_message(self, text: str | None) -> None:
+        self._upstream_message = clip(text)
 
     def agent_text(self) -> str:
         """The text shown to the agent: who failed, what happened and, where known, what to do."""

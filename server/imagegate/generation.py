@@ -3,7 +3,10 @@ concurrency limit, and save every image the moment it arrives.
 
 Saving is shielded from cancellation: an image an upstream returned has been paid for, so
 once its bytes (or URL) are here it is written and published even if the call is being
-cancelled. A batch that fails does not stop the others; what arrived is kept and reported.
+cancelled. A batch that fails does not stop the others, an image that cannot be used does not
+stop its siblings; what arrived is kept and reported. No exception escapes a batch: whatever an
+adapter, a parser, the image decoder or the disk raises becomes that batch's (or image's) error.
+Every text taken from an upstream's reply is scrubbed of the key and clipped before it goes on.
 
 Previews are made as each image arrives, from the bytes in memory, while the file is written;
 for a URL while it downloads, and for base64 while the reply is still streaming in.
@@ -13,23 +16,26 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import anyio
 from anyio.abc import TaskGroup
 
 from . import __version__, codec
-from .errors import ImagegateError, NoImagesReturned, UpstreamError
+from .catalog import Route
+from .errors import ImagegateError, NoImagesReturned, StorageError, UpstreamError, clip
 from .imaging import ImageInfo, NotAnImage, Preview, PreviewPolicy, Source, make_preview, probe
 from .incoming import Incoming
-from .planner import InputPolicy, batches, load_inputs
+from .planner import InputPolicy, batches, check_result_url, load_inputs
 from .providers import Registry
 from .providers.base import AdapterReply, Artifact, InputImage, Job
-from .providers.http import ProviderClient
+from .providers.http import CheckUrl, ProviderClient
 from .storage import Store
 from .validation import ImageRequest
 
@@ -40,9 +46,15 @@ Progress = Callable[[str], Awaitable[None]]
 """Receives a human phase message; the MCP layer turns it into a progress notification."""
 HEARTBEAT_SECONDS = 5.0
 MAX_CONCURRENT_CALLS = 4
-MAX_RESULT_BYTES = 200 * 1024 * 1024
 MAX_CONCURRENT_PREVIEWS = 2
 """Full decodes at once: a 4096² image takes 64 MB while it is scaled down, and there are two cores."""
+IMAGE_BYTES_PER_PIXEL = 4
+"""The most an encoded image can take per pixel: RGBA stored without compression (real ones take far less)."""
+REPLY_SLACK = 16 * 1024 * 1024
+MIN_REPLY_BYTES = 64 * 1024 * 1024
+"""Body caps never go below this: JSON around the images, a model's interim drafts (Gemini 3 Pro)."""
+MAX_USAGE_ITEMS = 50
+MAX_USAGE_DEPTH = 6
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,9 +110,23 @@ class _Previews:
     """The previews of one batch, begun as soon as each image's bytes begin to arrive and running in
     the batch's task group; an image past the call's preview budget gets none."""
 
-    def __init__(self, group: TaskGroup, limiter: anyio.CapacityLimiter, policy: PreviewPolicy | None, request: ImageRequest, first: int):
-        self._group, self._limiter, self._policy, self._request, self._first = group, limiter, policy, request, first
+    def __init__(
+        self,
+        group: TaskGroup,
+        limiter: anyio.CapacityLimiter,
+        policy: PreviewPolicy | None,
+        request: ImageRequest,
+        first: int,
+    ):
+        self._group, self._limiter, self._policy, self._request, self._first = (
+            group,
+            limiter,
+            policy,
+            request,
+            first,
+        )
         self._streamed: dict[int, tuple[bytearray, _Made | None]] = {}
+        self._incoming: list[Incoming] = []
 
     def start(self, source: Source, index: int) -> _Made | None:
         job = _preview_job(self._policy, self._request, index)
@@ -113,7 +139,17 @@ class _Previews:
     def streaming(self, incoming: Incoming) -> None:
         """An image is streaming in inside the reply (codec's on_stream): start on it now. Replies list
         images in order, so the k-th to stream is taken as the k-th image for the budget."""
-        self._streamed[id(incoming.buffer)] = (incoming.buffer, self.start(incoming.reader(), self._first + len(self._streamed)))
+        self._incoming.append(incoming)
+        self._streamed[id(incoming.buffer)] = (
+            incoming.buffer,
+            self.start(incoming.reader(), self._first + len(self._streamed)),
+        )
+
+    def abandon(self) -> None:
+        """The batch is over: a stream that never ended (a reply cut off inside an image) fails its
+        readers now, so no preview thread waits for bytes that will never come."""
+        for incoming in self._incoming:
+            incoming.abandon()
 
     def streamed(self, data: bytes | bytearray | None) -> _Made | None:
         """The preview begun while these bytes streamed in, if they did."""
@@ -135,19 +171,33 @@ class _Batch:
     saved: list[SavedImage] = field(default_factory=list)
     reply: AdapterReply | None = None
     error: ImagegateError | None = None
+    lost: list[ImagegateError] = field(default_factory=list)
+    """Images of the reply that could not be used, each with why."""
+    problems: list[str] = field(default_factory=list)
+    """Warnings of this batch's own: images lost or dropped, sidecars not written."""
 
 
 class Generator:
     """Executes ImageRequests against the registry's adapters and saves into the store."""
 
-    def __init__(self, registry: Registry, store: Store, concurrency: int = MAX_CONCURRENT_CALLS, inputs: InputPolicy | None = None):
+    def __init__(
+        self,
+        registry: Registry,
+        store: Store,
+        concurrency: int = MAX_CONCURRENT_CALLS,
+        inputs: InputPolicy | None = None,
+        max_reply_bytes: int | None = None,
+    ):
         self.registry = registry
         self.inputs = inputs or InputPolicy()
+        self.max_reply_bytes = max_reply_bytes
         self.store = store
         self.limiter = anyio.CapacityLimiter(concurrency)
         self.previewing = anyio.CapacityLimiter(MAX_CONCURRENT_PREVIEWS)
 
-    async def run(self, request: ImageRequest, progress: Progress, previews: PreviewPolicy | None = None) -> Outcome:
+    async def run(
+        self, request: ImageRequest, progress: Progress, previews: PreviewPolicy | None = None
+    ) -> Outcome:
         """Run a call; raise an ImagegateError if no image at all could be made.
 
         With `previews`, the first images (as many as the policy's budget shows) get one each.
@@ -156,8 +206,10 @@ class Generator:
         route = request.route
         adapter = self.registry.adapter(route.protocol)
         client = self.registry.client(route.provider)
-        await progress("checking input images" if request.images else f"sending to {route.provider}")
-        images, mask = await load_inputs(request, lambda url, limit, address: _fetch(client, url, limit, address), self.inputs)
+        await _say(progress, "checking input images" if request.images else f"sending to {route.provider}")
+        images, mask = await load_inputs(
+            request, lambda url, limit, address: _fetch(client, url, limit, address), self.inputs
+        )
         plan = batches(request.n, route.per_call)
         starts = [sum(plan[:i]) for i in range(len(plan))]
         work = [_Batch(i, count, starts[i] + 1) for i, count in enumerate(plan)]
@@ -165,16 +217,23 @@ class Generator:
             group.start_soon(self._heartbeat, progress, route.provider, started, work, group.cancel_scope)
             async with anyio.create_task_group() as calls:
                 for batch in work:
-                    calls.start_soon(self._run_batch, request, batch, adapter, client, images, mask, progress, previews)
+                    calls.start_soon(
+                        self._run_batch, request, batch, adapter, client, images, mask, progress, previews
+                    )
             group.cancel_scope.cancel()
         return self._merge(request, work, time.monotonic() - started)
 
-    async def _heartbeat(self, progress: Progress, provider: str, started: float, work: list[_Batch], scope: anyio.CancelScope) -> None:
+    async def _heartbeat(
+        self, progress: Progress, provider: str, started: float, work: list[_Batch], scope: anyio.CancelScope
+    ) -> None:
         # Clients reset their idle timeouts on progress; say something at least every few seconds.
         while not scope.cancel_called:
             await anyio.sleep(HEARTBEAT_SECONDS)
             saved = sum(len(b.saved) for b in work)
-            await progress(f"waiting for {provider}: {time.monotonic() - started:.0f} s, {saved} image(s) saved")
+            await _say(
+                progress,
+                f"waiting for {provider}: {time.monotonic() - started:.0f} s, {saved} image(s) saved",
+            )
 
     async def _run_batch(
         self,
@@ -198,83 +257,256 @@ class Generator:
             images=images,
             mask=mask,
         )
+        bounded = client.limited(self.max_reply_bytes or reply_cap(request.route, batch.count))
         async with anyio.create_task_group() as group:
             made = _Previews(group, self.previewing, previews, request, batch.first)
             try:
-                async with self.limiter:
-                    with codec.large_payloads(on_stream=made.streaming):  # images decoded as the reply arrives
-                        batch.reply = _scrubbed(await adapter(job, client), client)
-                with anyio.CancelScope(shield=True):
-                    for j, artifact in enumerate(batch.reply.artifacts):
-                        index = batch.first + j
-                        batch.saved.append(await self._save(request, artifact, index, client, batch.reply.usage, made))
-                        await progress(f"saved image {index} of {request.n}")
+                # Payloads are decoded as the reply arrives, and stay in scope until every image is saved.
+                with codec.large_payloads(on_stream=made.streaming):
+                    async with self.limiter:
+                        reply = await adapter(job, bounded)
+                    batch.reply = reply = _bounded(reply, batch, client)
+                    with anyio.CancelScope(shield=True):
+                        for j, artifact in enumerate(reply.artifacts):
+                            if await self._save_one(request, batch, artifact, batch.first + j, client, made):
+                                await _say(progress, f"saved image {batch.first + j} of {request.n}")
             except ImagegateError as e:
-                # Errors an adapter raised from a 200 body never passed the client's scrubbing: scrub here.
-                e.message = client.redact(e.message) or e.message
-                e.upstream_message = client.redact(e.upstream_message)
-                e.provider = e.provider or request.route.provider
-                batch.error = e
+                batch.error = _scrubbed_error(e, client, request.route.provider)
+            except Exception:  # a bug, or a failure nobody classified: this batch's error, never the server's
+                batch.error = _internal(request.route.provider, f"batch {batch.index + 1}")
+            finally:
+                made.abandon()
+
+    async def _save_one(
+        self,
+        request: ImageRequest,
+        batch: _Batch,
+        artifact: Artifact,
+        index: int,
+        client: ProviderClient,
+        made: _Previews,
+    ) -> bool:
+        """Save one image (True when saved); whatever goes wrong costs this image only, and is kept as its error."""
+        try:
+            batch.saved.append(await self._save(request, batch, artifact, index, client, made))
+            return True
+        except Exception as e:
+            error = (
+                _scrubbed_error(e, client, request.route.provider)
+                if isinstance(e, ImagegateError)
+                else _internal(request.route.provider, f"image {index}")
+            )
+            batch.lost.append(error)  # the "k of n images were made" warning gives its reason
+            return False
 
     async def _save(
-        self, request: ImageRequest, artifact: Artifact, index: int, client: ProviderClient, usage: Any, previews: _Previews
+        self,
+        request: ImageRequest,
+        batch: _Batch,
+        artifact: Artifact,
+        index: int,
+        client: ProviderClient,
+        previews: _Previews,
     ) -> SavedImage:
-        made = previews.streamed(artifact.data)  # begun while the reply was arriving, or begun below
+        data = artifact.decoded()  # a corrupt payload raises here and costs this image only
+        made = previews.streamed(data)  # begun while the reply was arriving, or begun below
 
         def arrived(source: Source) -> None:
             nonlocal made
             made = made or previews.start(source, index)
 
-        temp, info = await self._receive(artifact, client, arrived)
+        temp, info = await self._receive(data, artifact.url, request.route, client, arrived)
         # If publishing fails, the temporary file stays where it is and the error names it.
-        saved = await anyio.to_thread.run_sync(self.store.publish, temp, request.prompt, info.extension, index)
-        image = SavedImage(saved.path, info.width, info.height, info.mime, saved.bytes, artifact.revised_prompt, artifact.seed, saved.fallback)
-        await anyio.to_thread.run_sync(self.store.write_sidecar, saved, sidecar(request, image, index, usage))
-        return replace(image, preview=await made.result()) if made else image  # the image is on disk before this wait
+        saved = await anyio.to_thread.run_sync(
+            self.store.publish, temp, request.prompt, info.extension, index
+        )
+        image = SavedImage(
+            saved.path,
+            info.width,
+            info.height,
+            info.mime,
+            saved.bytes,
+            artifact.revised_prompt,
+            artifact.seed,
+            saved.fallback,
+        )
+        usage = batch.reply.usage if batch.reply else None
+        try:
+            await anyio.to_thread.run_sync(
+                self.store.write_sidecar, saved, sidecar(request, image, index, usage)
+            )
+        except (
+            StorageError
+        ) as e:  # the image is saved: say so, and where, rather than lose it behind its sidecar
+            batch.problems.append(
+                f"image {index} is saved at {saved.path} but its sidecar is not: {e.message}"
+            )
+        return (
+            replace(image, preview=await made.result()) if made else image
+        )  # the image is on disk before this wait
 
-    async def _receive(self, artifact: Artifact, client: ProviderClient, arrived: Callable[[Source], None]) -> tuple[Path, ImageInfo]:
-        """The artifact in a temporary file, checked to be an image; `arrived` gets the bytes (or the
+    async def _receive(
+        self,
+        data: bytes | bytearray | None,
+        url: str | None,
+        route: Route,
+        client: ProviderClient,
+        arrived: Callable[[Source], None],
+    ) -> tuple[Path, ImageInfo]:
+        """The image in a temporary file, checked to be an image; `arrived` gets the bytes (or the
         download, as it comes in) so the preview is made meanwhile. Nothing is read back from disk."""
-        if artifact.data is not None:
-            arrived(artifact.data)
-            return await anyio.to_thread.run_sync(self._write_checked, artifact.data)
-        assert artifact.url is not None
+        if data is not None:
+            arrived(data)
+            return await anyio.to_thread.run_sync(self._write_checked, data)
+        if url is None:
+            raise UpstreamError("returned an image item with neither data nor a URL")
         incoming = Incoming()
         arrived(incoming.reader())
         try:
-            await client.download(artifact.url, _appender(incoming), MAX_RESULT_BYTES)
+            await client.download(
+                url, _appender(incoming), image_cap(route), check=self._result_check(client)
+            )
         except BaseException:
             incoming.end(complete=False)
             raise
         incoming.end(complete=True)
         return await anyio.to_thread.run_sync(self._write_checked, incoming)
 
+    def _result_check(self, client: ProviderClient) -> CheckUrl:
+        """Result URLs obey the input URLs' address rule, except on the provider's own host."""
+        own_host = urlsplit(client.profile.base_url).hostname
+
+        async def check(url: str) -> str | None:
+            return (await check_result_url(url, self.inputs, own_host))[1]
+
+        return check
+
     def _write_checked(self, data: bytes | bytearray | Incoming) -> tuple[Path, ImageInfo]:
-        info = _probe(data.reader() if isinstance(data, Incoming) else data)  # refuse what is not an image before it gets a name
+        info = _probe(
+            data.reader() if isinstance(data, Incoming) else data
+        )  # refuse what is not an image before it gets a name
         return self.store.write_bytes(data.buffer if isinstance(data, Incoming) else data), info
 
     def _merge(self, request: ImageRequest, work: list[_Batch], seconds: float) -> Outcome:
         saved = tuple(image for batch in work for image in batch.saved)
-        errors = [b.error for b in work if b.error is not None]
+        errors = [e for b in work for e in ([b.error] if b.error else []) + b.lost]
         if not saved:
-            raise errors[0] if errors else NoImagesReturned(f"{request.route.where} returned no image", provider=request.route.provider)
+            raise (
+                errors[0]
+                if errors
+                else NoImagesReturned(
+                    f"{request.route.where} returned no image", provider=request.route.provider
+                )
+            )
         warnings = [w.text() for b in work if b.reply for w in b.reply.warnings]
         warnings += [f"{request.route.provider}: {f}" for b in work if b.reply for f in b.reply.failures]
+        warnings += [p for b in work for p in b.problems]
         if len(saved) < request.n:
-            reasons = "; ".join(dict.fromkeys(e.agent_text() for e in errors)) or "the upstream returned fewer images"
+            reasons = (
+                "; ".join(dict.fromkeys(e.agent_text() for e in errors))
+                or "the upstream returned fewer images"
+            )
             warnings.append(f"{len(saved)} of {request.n} images were made: {reasons}")
         if any(image.fallback for image in saved):
-            warnings.append(f"the output folder could not be written; images were saved in {self.store.fallback}")
+            warnings.append(
+                f"the output folder could not be written; images were saved in {self.store.fallback}"
+            )
         usage = tuple(b.reply.usage for b in work if b.reply and b.reply.usage)
         notes = tuple(n for b in work if b.reply and (n := b.reply.note))
-        return Outcome(request, saved, calls=len(work), warnings=tuple(warnings), usage=usage, notes=notes, seconds=seconds)
+        return Outcome(
+            request,
+            saved,
+            calls=len(work),
+            warnings=tuple(warnings),
+            usage=usage,
+            notes=notes,
+            seconds=seconds,
+        )
 
 
-def _scrubbed(reply: AdapterReply, client: ProviderClient) -> AdapterReply:
-    """Texts from a 200 body never passed the HTTP client's scrubbing: remove the key from them here."""
-    warnings = tuple(replace(w, detail=client.redact(w.detail) or "") for w in reply.warnings)
-    failures = tuple(client.redact(f) or "" for f in reply.failures)
-    return replace(reply, warnings=warnings, failures=failures, note=client.redact(reply.note))
+def reply_cap(route: Route, count: int) -> int:
+    """The most bytes a reply with `count` images from `route` can legitimately hold: each at the
+    route's largest, uncompressed, as base64, plus room for the JSON around them."""
+    return max(MIN_REPLY_BYTES, count * image_cap(route) * 4 // 3 + REPLY_SLACK)
+
+
+def image_cap(route: Route) -> int:
+    """The most bytes one image file from `route` can legitimately take (a download's cap)."""
+    return route.largest_image * IMAGE_BYTES_PER_PIXEL + REPLY_SLACK
+
+
+def _bounded(reply: AdapterReply, batch: _Batch, client: ProviderClient) -> AdapterReply:
+    """The reply as it may go on: never more images than asked (the extras are dropped, and said), and
+    every text from the body scrubbed of the key and clipped."""
+    artifacts = reply.artifacts
+    if len(artifacts) > batch.count:
+        batch.problems.append(
+            f"{client.profile.id} returned {len(artifacts)} images for {batch.count} asked in one call; the {len(artifacts) - batch.count} extra were not saved"
+        )
+        artifacts = artifacts[: batch.count]
+    return replace(
+        reply,
+        artifacts=tuple(
+            replace(a, revised_prompt=_upstream_text(client, a.revised_prompt)) for a in artifacts
+        ),
+        warnings=tuple(
+            replace(w, detail=_upstream_text(client, w.detail) or "")
+            for w in reply.warnings[: batch.count + 8]
+        ),
+        failures=tuple(_upstream_text(client, f) or "" for f in reply.failures[: batch.count]),
+        note=_upstream_text(client, reply.note),
+        usage=_upstream_value(client, reply.usage, 0) if reply.usage else None,
+    )
+
+
+def _upstream_text(client: ProviderClient, text: str | None) -> str | None:
+    """A text from a reply body as it may reach a result, a sidecar or a log: the key removed, clipped,
+    and never a payload token (a long base64 string that was not an image)."""
+    return clip(client.redact(codec.plain(text))) if text else text
+
+
+def _upstream_value(client: ProviderClient, value: Any, depth: int) -> Any:
+    """A JSON value from a reply (usage), with every string scrubbed and its size bounded."""
+    if isinstance(value, str):
+        return _upstream_text(client, value)
+    if depth >= MAX_USAGE_DEPTH and isinstance(value, (Mapping, list, tuple)):
+        return "…"
+    if isinstance(value, Mapping):
+        items = list(value.items())[:MAX_USAGE_ITEMS]
+        return {_upstream_text(client, str(k)): _upstream_value(client, v, depth + 1) for k, v in items}
+    if isinstance(value, (list, tuple)):
+        return [_upstream_value(client, v, depth + 1) for v in value[:MAX_USAGE_ITEMS]]
+    return (
+        value
+        if value is None or isinstance(value, (bool, int, float))
+        else _upstream_text(client, str(value))
+    )
+
+
+def _scrubbed_error(error: ImagegateError, client: ProviderClient, provider: str) -> ImagegateError:
+    """Errors an adapter raised from a 200 body never passed the client's scrubbing: scrub them here."""
+    error.message = _upstream_text(client, error.message) or error.message
+    error.upstream_message = _upstream_text(client, error.upstream_message)
+    error.provider = error.provider or provider
+    return error
+
+
+def _internal(provider: str, what: str) -> UpstreamError:
+    """An unexpected exception, logged with a reference and reported by it (never by its text)."""
+    ref = uuid.uuid4().hex[:8]
+    log.exception("internal error in %s of a %s call (ref %s)", what, provider, ref)
+    return UpstreamError(
+        f"internal error while handling its reply (ref {ref}); the server log on stderr has details",
+        provider=provider,
+    )
+
+
+async def _say(progress: Progress, message: str) -> None:
+    """Report progress; a client that can no longer hear it never costs the call."""
+    try:
+        await progress(message)
+    except Exception:
+        log.debug("progress not delivered", exc_info=True)
 
 
 def _probe(data: Source) -> ImageInfo:
@@ -315,7 +547,9 @@ async def _fetch(client: ProviderClient, url: str, limit: int, address: str | No
     async def sink(chunk: bytes) -> None:
         buffer.extend(chunk)
 
-    await client.download(url, sink, limit, follow_redirects=False, connect_to=address)  # the checked host, and no other
+    await client.download(
+        url, sink, limit, follow_redirects=False, connect_to=address
+    )  # the checked host, and no other
     return bytes(buffer)
 
 
@@ -339,8 +573,14 @@ def sidecar(request: ImageRequest, image: SavedImage, index: int, usage: Any = N
         "index": index,
         "options": dict(request.knobs),
         "extra": dict(request.extra),
-        "inputs": [_shown_input(r) for r in request.images] + ([f"mask: {_shown_input(request.mask)}"] if request.mask else []),
-        "image": {"width": image.width, "height": image.height, "mime_type": image.mime, "bytes": image.bytes},
+        "inputs": [_shown_input(r) for r in request.images]
+        + ([f"mask: {_shown_input(request.mask)}"] if request.mask else []),
+        "image": {
+            "width": image.width,
+            "height": image.height,
+            "mime_type": image.mime,
+            "bytes": image.bytes,
+        },
         "revised_prompt": image.revised_prompt,
         "seed": image.seed,
         "usage": usage,

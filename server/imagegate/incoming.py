@@ -32,6 +32,13 @@ class Incoming:
             self._complete = complete
             self._changed.notify_all()
 
+    def abandon(self) -> None:
+        """End a transfer that is still open as failed (a reply that stopped inside it); no-op once ended."""
+        with self._changed:
+            if self._complete is None:
+                self._complete = False
+                self._changed.notify_all()
+
     def reader(self) -> BinaryIO:
         return _IncomingReader(self)  # type: ignore[return-value]
 

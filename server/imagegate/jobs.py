@@ -9,8 +9,10 @@ MCP layer decides budgets and renders answers.
 
 from __future__ import annotations
 
+import logging
 import secrets
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Literal
@@ -18,11 +20,12 @@ from typing import Literal
 import anyio
 from anyio.abc import TaskGroup
 
-from .errors import ImagegateError, InvalidRequest
+from .errors import ImagegateError, InvalidRequest, shown
 from .generation import Outcome
 
 __all__ = ["KEEP_SECONDS", "Job", "Jobs"]
 
+log = logging.getLogger("imagegate")
 KEEP_SECONDS = 3600.0
 """How long a finished job's outcome is kept for collection."""
 State = Literal["running", "done", "failed", "cancelled"]
@@ -60,7 +63,7 @@ class Jobs:
         self._group = group
 
     def start(self, tool: str, work: Callable[[Job], Awaitable[Outcome]]) -> Job:
-        """Run `work` as a job; without an attached group the caller must await `run_inline`."""
+        """Run `work` as a job in the attached group."""
         self._forget_old()
         job = Job(id=secrets.token_hex(6), tool=tool)
         self._jobs[job.id] = job
@@ -68,16 +71,22 @@ class Jobs:
             self._group.start_soon(self._run, job, work)
         return job
 
-    async def run_inline(self, job: Job, work: Callable[[Job], Awaitable[Outcome]]) -> None:
-        await self._run(job, work)
-
     async def _run(self, job: Job, work: Callable[[Job], Awaitable[Outcome]]) -> None:
+        # Jobs run in the server's own task group: an exception escaping here would end the server
+        # (stdio) or poison every later request (HTTP), so every failure ends as this job's error.
         with job.scope:
             try:
                 job.outcome = await work(job)
                 job.state = "done"
             except ImagegateError as e:
                 job.error, job.state = e, "failed"
+            except Exception:
+                ref = uuid.uuid4().hex[:8]
+                log.exception("internal error in job %s (ref %s)", job.id, ref)
+                job.error = ImagegateError(
+                    f"internal error (ref {ref}); the server log on stderr has details"
+                )
+                job.state = "failed"
         if job.state == "running":
             job.state = "cancelled"
         job.finished_at = time.monotonic()
@@ -94,10 +103,13 @@ class Jobs:
         self._forget_old()
         job = self._jobs.get(job_id)
         if job is None:
-            raise InvalidRequest("job", job_id, None, f'job "{job_id}" is unknown here; jobs are kept for an hour by the server process that started them')
+            message = f'job "{shown(job_id)}" is unknown here; jobs are kept for an hour by the server process that started them'
+            raise InvalidRequest("job", shown(job_id), None, message)
         return job
 
     def _forget_old(self) -> None:
         now = time.monotonic()
-        for job_id in [j.id for j in self._jobs.values() if j.finished_at and now - j.finished_at > KEEP_SECONDS]:
+        for job_id in [
+            j.id for j in self._jobs.values() if j.finished_at and now - j.finished_at > KEEP_SECONDS
+        ]:
             del self._jobs[job_id]

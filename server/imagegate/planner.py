@@ -26,12 +26,13 @@ import anyio
 from . import codec
 from .catalog import Route
 from .catalog.sizes import ratio_value
-from .errors import ImagegateError, InvalidRequest, shown
+from .errors import ImagegateError, InvalidRequest, UpstreamError, shown
 from .imaging import ImageInfo, NotAnImage, probe
 from .providers.base import InputImage
 from .validation import ImageRequest, input_form
 
 __all__ = [
+    "check_result_url",
     "DEFAULT_MAX_INPUT_BYTES",
     "TRUSTING",
     "InputPolicy",
@@ -48,7 +49,9 @@ SCHEME = re.compile(r"^([a-z][a-z0-9+.-]+):", re.IGNORECASE)
 """A URL scheme; a single letter before ":" is a Windows drive (C:\\…), not a scheme."""
 RESOLVE_TIMEOUT = 10.0
 NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
-OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+OPEN_FLAGS = (
+    os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+)
 """NOFOLLOW: a symlink swapped in after the roots check is not followed; NONBLOCK: a FIFO cannot hang the open."""
 ANY_INPUT = "an existing image file, an http(s) URL or a data: URL"
 ALLOW_PRIVATE = "set IMAGEGATE_ALLOW_PRIVATE_URLS=true (config file: allow_private_urls = true) to allow it"
@@ -85,7 +88,12 @@ def batches(n: int, per_call: int) -> list[int]:
 
 
 def _refuse(name: str, ref: str, allowed: object, why: str) -> InvalidRequest:
-    return InvalidRequest(name, shown(ref), allowed if isinstance(allowed, (str, list)) else None, f'{name} "{shown(ref)}" {why}')
+    return InvalidRequest(
+        name,
+        shown(ref),
+        allowed if isinstance(allowed, (str, list)) else None,
+        f'{name} "{shown(ref)}" {why}',
+    )
 
 
 def is_public_address(address: str) -> bool:
@@ -196,6 +204,23 @@ async def _checked_url(name: str, ref: str, policy: InputPolicy) -> tuple[str, s
     return parts._replace(netloc=netloc, fragment="").geturl(), addresses[0]
 
 
+async def check_result_url(
+    url: str, policy: InputPolicy, provider_host: str | None
+) -> tuple[str, str | None]:
+    """A result URL an upstream handed back (or a redirect's target), vetted like an input URL:
+    the URL to fetch and the address to connect to. The provider's own host is exempt (a local
+    gateway such as ModelGate's client hands back localhost URLs). Raises UpstreamError."""
+    try:
+        parts, host, _ = _split_url("result URL", url)
+        if parts.scheme.lower() not in ("http", "https"):
+            raise _refuse("result URL", url, "http(s)", f"uses the {shown(parts.scheme)}: scheme")
+        if host == provider_host:
+            return url, None
+        return await _checked_url("result URL", url, policy)
+    except InvalidRequest as e:
+        raise UpstreamError(f"handed back an image URL that is not fetched: {e.message}") from None
+
+
 async def _load_bytes(name: str, ref: str, form: str, limit: int, fetch: Fetch, policy: InputPolicy) -> bytes:
     if form == "file":
         scheme = SCHEME.match(ref)
@@ -210,7 +235,9 @@ async def _load_bytes(name: str, ref: str, form: str, limit: int, fetch: Fetch, 
     try:
         return await fetch(url, limit, address)
     except ImagegateError as e:  # the agent's URL, not the provider, failed: say which input
-        raise _refuse(name, ref, "a reachable http(s) image URL", f"could not be downloaded: {e.message}") from None
+        raise _refuse(
+            name, ref, "a reachable http(s) image URL", f"could not be downloaded: {e.message}"
+        ) from None
 
 
 def _check_image(name: str, ref: str, data: bytes, route: Route, mask: bool) -> ImageInfo:
@@ -222,15 +249,24 @@ def _check_image(name: str, ref: str, data: bytes, route: Route, mask: bool) -> 
     if formats and info.mime.split("/")[1] not in formats:
         raise _refuse(name, ref, list(formats), f"is {info.mime}; {route.where} takes {', '.join(formats)}")
     if route.inputs.max_pixels and info.width * info.height > route.inputs.max_pixels:
-        raise _refuse(name, ref, f"at most {route.inputs.max_pixels} pixels", f"is {info.width}x{info.height}; too many pixels for {route.where}")
+        raise _refuse(
+            name,
+            ref,
+            f"at most {route.inputs.max_pixels} pixels",
+            f"is {info.width}x{info.height}; too many pixels for {route.where}",
+        )
     for edge in (info.width, info.height):
-        if (route.inputs.min_edge and edge < route.inputs.min_edge) or (route.inputs.max_edge and edge > route.inputs.max_edge):
+        if (route.inputs.min_edge and edge < route.inputs.min_edge) or (
+            route.inputs.max_edge and edge > route.inputs.max_edge
+        ):
             span = f"{route.inputs.min_edge or 1}–{route.inputs.max_edge or '∞'} px a side"
             raise _refuse(name, ref, span, f"is {info.width}x{info.height}; {route.where} takes {span}")
     low, high = route.inputs.min_ratio, route.inputs.max_ratio
     shape = Fraction(info.width, info.height)
     if (low and shape < ratio_value(low)) or (high and shape > ratio_value(high)):
-        span = f"width:height {low}" if low == high else f"width:height from {low or '0:1'} to {high or '1:0'}"
+        span = (
+            f"width:height {low}" if low == high else f"width:height from {low or '0:1'} to {high or '1:0'}"
+        )
         raise _refuse(name, ref, span, f"is {info.width}x{info.height}; {route.where} takes {span}")
     return info
 
@@ -244,7 +280,9 @@ async def _load_one(
         # The upstream fetches it itself, from its own network: the private-address check guards
         # only downloads made from this machine, which can reach what the upstream cannot.
         return InputImage(name=name, mime="", width=0, height=0, url=ref)
-    limit = (route.inputs.mask_max_bytes if mask else None) or route.inputs.max_bytes or DEFAULT_MAX_INPUT_BYTES
+    limit = (
+        (route.inputs.mask_max_bytes if mask else None) or route.inputs.max_bytes or DEFAULT_MAX_INPUT_BYTES
+    )
     data = await _load_bytes(name, ref, form, limit, fetch, policy)
     info = await anyio.to_thread.run_sync(_check_image, name, ref, data, route, mask)
     return InputImage(name=name, mime=info.mime, width=info.width, height=info.height, data=data)
@@ -259,15 +297,30 @@ async def load_inputs(
     `fetch` is not the network).
     """
     route = request.route
-    images = tuple([await _load_one(f"images[{i}]", r, route, fetch, policy) for i, r in enumerate(request.images)])
+    images = tuple(
+        [await _load_one(f"images[{i}]", r, route, fetch, policy) for i, r in enumerate(request.images)]
+    )
     mask = await _load_one("mask", request.mask, route, fetch, policy, mask=True) if request.mask else None
     first = images[0] if images else None
-    if mask and first is not None and first.data is not None and route.inputs.mask_same_size and (mask.width, mask.height) != (first.width, first.height):
+    if (
+        mask
+        and first is not None
+        and first.data is not None
+        and route.inputs.mask_same_size
+        and (mask.width, mask.height) != (first.width, first.height)
+    ):
         size = f"{first.width}x{first.height}"
-        raise _refuse("mask", request.mask or "", size, f"is {mask.width}x{mask.height}; it must match images[0] ({size})")
+        raise _refuse(
+            "mask",
+            request.mask or "",
+            size,
+            f"is {mask.width}x{mask.height}; it must match images[0] ({size})",
+        )
     total = sum(len(i.data) for i in (*images, mask) if i is not None and i.data is not None)
     if route.inputs.max_total_bytes and total > route.inputs.max_total_bytes:
         limit = route.inputs.max_total_bytes
         why = f"hold {total} bytes together; {route.where} takes at most {limit} bytes of input images in one request"
-        raise InvalidRequest("images", f"{len(request.images)} images", f"at most {limit} bytes in all", f"images {why}")
+        raise InvalidRequest(
+            "images", f"{len(request.images)} images", f"at most {limit} bytes in all", f"images {why}"
+        )
     return images, mask

@@ -138,5 +138,10 @@ def build_service(env: Mapping[str, str] | None = None, transport: Transport | N
         max_retries=settings.max_retries,
         transport=transport,
     )
-    generator = Generator(registry, Store(settings.output_dir), inputs=InputPolicy(settings.input_roots, settings.allow_private_urls))
+    generator = Generator(
+        registry,
+        Store(settings.output_dir),
+        inputs=InputPolicy(settings.input_roots, settings.allow_private_urls),
+        max_reply_bytes=int(settings.max_reply_mb * 1024 * 1024) if settings.max_reply_mb else None,
+    )
     return Service(settings, catalog, router, schemas, validator, registry, generator, Jobs())

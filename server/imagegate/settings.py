@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from .catalog import Catalog, CatalogAdditions, ModelSpec, Offering, ProviderSpec
 from .catalog.loader import shipped_provider_ids, validation_message
@@ -85,6 +85,7 @@ class ConfigFile(_File):
     schema_conditionals: bool | None = None
     input_roots: list[str] = []
     allow_private_urls: bool | None = None
+    max_reply_mb: float | None = Field(default=None, ge=1)
     wait_budget: float | None = None
     preview: PreviewConfig = PreviewConfig()
     models: dict[str, ModelSpec] = {}
@@ -126,6 +127,9 @@ class Settings:
     default_model: str | None = None
     input_roots: tuple[Path, ...] = ()
     allow_private_urls: bool = False
+    max_reply_mb: float | None = None
+    """IMAGEGATE_MAX_REPLY_MB: the cap on one upstream reply body (decompressed); None: derived per call
+    from what the route can return (its per-call images at their largest, as base64)."""
     wait_budget: float | None = None
     """IMAGEGATE_WAIT_BUDGET: seconds a call waits before handing back a job id (0: always wait);
     None: the default for the client (see CLIENT_WAIT_BUDGETS)."""
@@ -298,6 +302,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         default_model=config.default_model,
         input_roots=_input_roots(env, config),
         allow_private_urls=pick(_env_bool(env, "IMAGEGATE_ALLOW_PRIVATE_URLS"), config.allow_private_urls, False),
+        max_reply_mb=pick(_env_number(env, "IMAGEGATE_MAX_REPLY_MB", float, 1.0), config.max_reply_mb, None),
         wait_budget=pick(_env_number(env, "IMAGEGATE_WAIT_BUDGET", float, 0.0), config.wait_budget, None),
         http_token=SecretStr(token) if (token := _env(env, "IMAGEGATE_HTTP_TOKEN")) else None,
         config_path=path,

@@ -29,6 +29,9 @@ ERROR_META = "io.imagegate/error"
 
 
 def env_for(tmp_path: Path, emulator: EmulatorClient, **extra: str) -> dict[str, str]:
+    # The emulator delivers samples from "localhost", a host other than the API's 127.0.0.1, standing in
+    # for BFL's public delivery CDN; as a loopback address it is fetched only with private URLs allowed.
+    extra.setdefault("IMAGEGATE_ALLOW_PRIVATE_URLS", "true")
     return base_env(tmp_path, BFL_API_KEY=KEY, BFL_BASE_URL=emulator.base_url("bfl"), **extra)
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import time
 
 import pytest
-
 from tests.conftest import base_env, stdio_client, text_of
 
 pytestmark = pytest.mark.anyio
@@ -53,6 +52,7 @@ async def test_every_protocol_survives_the_same_faults(tmp_path, emulator, case)
         tmp_path,
         IMAGEGATE_MAX_RETRIES="1",
         IMAGEGATE_TIMEOUT="3",
+        IMAGEGATE_ALLOW_PRIVATE_URLS="true",  # BFL's emulated delivery host, "localhost", is another loopback host
         **{f"{provider.upper()}_API_KEY": "test-matrix-key", f"{provider.upper()}_BASE_URL": emulator.base_url(provider)},
     )
     args = {**CALLS[case], "provider": provider, "prompt": "a lighthouse at dusk"}

@@ -6,6 +6,7 @@ system temp dir, which the reply names."""
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -118,7 +119,7 @@ async def test_an_output_folder_that_cannot_be_created_falls_back_to_the_temp_di
         result = await client.call_tool("generate_image", {"model": "gpt-image-1", "prompt": "fallback", "n": 2})
 
     assert not result.is_error, text_of(result)
-    fallback = system_temp / "imagegate"
+    fallback = system_temp / f"imagegate-{os.geteuid()}"  # the user's own, not a folder any user may plant
     assert f"the output folder could not be written; images were saved in {fallback}" in text_of(result)
     paths = [Path(image["path"]) for image in metadata(result)["images"]]
     assert len(paths) == 2 and all(p.is_relative_to(fallback) for p in paths)

@@ -168,7 +168,7 @@ def test_b64_json_items_are_decoded_and_the_asked_seed_is_recorded():
     body = {"created": 1, "data": [{"b64_json": base64.b64encode(JPEG).decode(), "size": "1024x1024"}]}
     reply = parse_reply(body, seed=42)
 
-    assert reply.artifacts[0].data == JPEG
+    assert reply.artifacts[0].decoded() == JPEG
     assert reply.artifacts[0].seed == 42
 
 
@@ -203,7 +203,7 @@ def test_partial_failure_keeps_the_images_and_reports_each_failed_one():
 )
 def test_a_reply_without_images_raises_the_right_error(body, kind, fragment):
     with pytest.raises(ImagegateError) as raised:
-        parse_reply(body, "ark")
+        [artifact.decoded() for artifact in parse_reply(body, "ark").artifacts]  # base64 decodes in the core
 
     assert type(raised.value) is kind
     assert fragment in raised.value.agent_text()

@@ -158,7 +158,8 @@ def test_the_flux_url_reply_gives_a_url_artifact_with_its_revised_prompt_and_cos
 def test_the_gemini_base64_reply_gives_decoded_bytes_and_their_mime():
     reply = parse_reply(fixture("base64_reply"))
 
-    assert reply.artifacts == (Artifact(data=PNG, mime="image/png"),)
+    (artifact,) = reply.artifacts
+    assert artifact.decoded() == PNG and artifact.mime == "image/png"
     assert reply.usage is not None and reply.usage["cost"] == 0.02
 
 
@@ -203,7 +204,7 @@ def test_an_unknown_image_type_is_ignored_and_counted():
 )
 def test_unusable_replies_raise(body, error, fragment):
     with pytest.raises(error, match=fragment):
-        parse_reply(body)
+        [artifact.decoded() for artifact in parse_reply(body).artifacts]  # base64 decodes in the core
 
 
 @pytest.mark.parametrize(

@@ -198,7 +198,7 @@ def test_image_reply_gives_the_image_the_models_text_and_usage():
     reply = parse_reply(body)
 
     [artifact] = reply.artifacts
-    assert artifact.data == base64.b64decode(
+    assert artifact.decoded() == base64.b64decode(
         body["candidates"][0]["content"]["parts"][1]["inlineData"]["data"]
     )
     assert artifact.mime == "image/png"
@@ -211,7 +211,7 @@ def test_thought_drafts_are_skipped_and_the_last_image_is_the_result():
     reply = parse_reply(body)
 
     [artifact] = reply.artifacts
-    assert artifact.data == base64.b64decode(
+    assert artifact.decoded() == base64.b64decode(
         body["candidates"][0]["content"]["parts"][3]["inlineData"]["data"]
     )
     assert reply.note is None
@@ -293,7 +293,7 @@ def test_finish_message_is_the_upstream_message():
 )
 def test_unusable_replies_raise_errors_of_the_tree(body, error):
     with pytest.raises(error):
-        parse_reply(body)
+        [artifact.decoded() for artifact in parse_reply(body).artifacts]  # base64 decodes in the core
 
 
 def test_imagen_reply_keeps_images_and_counts_filtered_ones_as_failures():
@@ -301,7 +301,7 @@ def test_imagen_reply_keeps_images_and_counts_filtered_ones_as_failures():
     reply = parse_reply(body, "imagen")
 
     [artifact] = reply.artifacts
-    assert artifact.data == base64.b64decode(body["predictions"][0]["bytesBase64Encoded"])
+    assert artifact.decoded() == base64.b64decode(body["predictions"][0]["bytesBase64Encoded"])
     assert artifact.mime == "image/png"
     assert reply.failures == (body["predictions"][1]["raiFilteredReason"],)
 

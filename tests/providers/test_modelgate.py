@@ -128,28 +128,30 @@ def test_url_reply_gives_a_url_artifact_and_keeps_usage_with_the_ids():
 def test_content_data_url_reply_is_decoded_with_its_mime():
     (artifact,) = parse_reply(fixture("reply_content")).artifacts
 
-    assert artifact.data == PNG
+    assert artifact.decoded() == PNG
     assert artifact.mime == "image/png"
 
 
 def test_b64_json_reply_of_the_code_samples_is_decoded():
     reply = parse_reply(fixture("reply_b64_json"))
 
-    assert [a.data for a in reply.artifacts] == [PNG, PNG]
+    assert [a.decoded() for a in reply.artifacts] == [PNG, PNG]
     assert reply.usage is None
 
 
 @pytest.mark.parametrize(
     ("content", "expected"),
     [
-        (base64.b64encode(PNG).decode(), {"data": PNG}),
+        (base64.b64encode(PNG).decode(), {"decoded": PNG}),
         ("https://cdn.example.com/x.png", {"url": "https://cdn.example.com/x.png"}),
     ],
 )
 def test_content_may_also_hold_bare_base64_or_a_url(content, expected):
     (artifact,) = parse_reply({"status": "completed", "data": [{"content": content}]}).artifacts
 
-    assert {key: getattr(artifact, key) for key in expected} == expected
+    assert {
+        key: artifact.decoded() if key == "decoded" else getattr(artifact, key) for key in expected
+    } == expected
 
 
 @pytest.mark.parametrize(
@@ -166,8 +168,9 @@ def test_a_reply_without_images_is_no_images_returned(body):
 
 
 def test_undecodable_base64_is_an_upstream_error():
+    (artifact,) = parse_reply({"status": "completed", "data": [{"b64_json": "*not base64*"}]}).artifacts
     with pytest.raises(UpstreamError, match="does not decode"):
-        parse_reply({"status": "completed", "data": [{"b64_json": "*not base64*"}]})
+        artifact.decoded()  # the core decodes each image on its own
 
 
 def test_a_reply_of_another_shape_is_an_upstream_error():

@@ -9,9 +9,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from .sizes import largest_pixels
 from .spec import Capability, InputLimits, KnobRule, ModelSpec, Offering, ProviderSpec, SizeRule, WireOptions
 
-__all__ = ["Route", "merge_route"]
+__all__ = ["UNSTATED_PIXELS", "Route", "merge_route"]
+
+UNSTATED_PIXELS = 4096 * 4096
+"""The largest image assumed where a route's size rule leaves the pixels to the upstream (ratio-only,
+input-following): as large as any catalogued model makes."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +46,12 @@ class Route:
     def where(self) -> str:
         """How messages name this route: "gpt-image-1 via openai"."""
         return f"{self.model} via {self.provider}"
+
+    @property
+    def largest_image(self) -> int:
+        """The most pixels one image from this route can have (bounds what a reply may legitimately hold)."""
+        rules = (self.sizes, self.sizes_with_references)
+        return max((p for r in rules if r is not None and (p := largest_pixels(r))), default=UNSTATED_PIXELS)
 
     def knobs_for(self, tool: str) -> dict[str, KnobRule]:
         """The knobs this route accepts in `tool` ("generate" or "edit")."""

@@ -107,6 +107,15 @@ def rule_options(rule: SizeRule) -> list[SizeOption]:
     return [_option(s, t, r) for t, row in cells.items() for r, s in row.items()]
 
 
+def largest_pixels(rule: SizeRule) -> int | None:
+    """The most pixels an image under this rule can have, where the rule says (None: ratio-only or
+    input-following rules, which leave the pixels to the upstream)."""
+    sizes = [o.width * o.height for o in rule_options(rule)]
+    if rule.kind == "range":
+        sizes.append(rule.max_pixels or (rule.max_width or 0) * (rule.max_height or rule.max_width or 0))
+    return max(sizes, default=None) or None
+
+
 def rule_tiers(rule: SizeRule) -> list[str]:
     """The resolution tiers a rule knows, in the order the data lists them."""
     seen = list(rule.tiered) + list(rule.table) + list(rule.presets) + list(rule.tiers)

@@ -19,7 +19,7 @@ from ..errors import (
     RateLimited,
     UpstreamError,
 )
-from .base import AdapterReply, Artifact, Job, Warning, decode_base64
+from .base import AdapterReply, Artifact, Job, Warning
 from .http import ProviderClient, default_error
 
 __all__ = ["build_request", "classify_error", "parse_reply", "run"]
@@ -154,7 +154,7 @@ def parse_reply(body: Any, provider: str = "ark", seed: int | None = None) -> Ad
         ) from None
     items = reply.data or []
     artifacts = tuple(
-        Artifact(data=decode_base64(item.b64_json) if item.b64_json else None, url=item.url, seed=seed)
+        Artifact(encoded=item.b64_json or None, url=item.url, seed=seed)
         for item in items
         if item.url or item.b64_json
     )

@@ -21,7 +21,7 @@ from ..errors import (
     RateLimited,
     UpstreamError,
 )
-from .base import AdapterReply, Artifact, InputImage, Job, decode_base64
+from .base import AdapterReply, Artifact, InputImage, Job
 from .http import ProviderClient, default_error
 
 __all__ = ["WireRequest", "build_request", "classify_error", "parse_reply", "run"]
@@ -114,7 +114,7 @@ def _artifact(item: _Image) -> Artifact | None:
     if item.type == "url":  # mimeType is always null for URL images (seeds/004, URLImageObject)
         return Artifact(url=item.image, revised_prompt=item.revised_prompt)
     if item.type == "base64":
-        return Artifact(data=decode_base64(item.image), mime=item.mime, revised_prompt=item.revised_prompt)
+        return Artifact(encoded=item.image, mime=item.mime, revised_prompt=item.revised_prompt)
     return None
 
 

@@ -8,7 +8,7 @@ retry, sleep, poll by hand, touch files or read settings.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
@@ -20,7 +20,7 @@ from ..errors import UpstreamError
 if TYPE_CHECKING:
     from .http import ProviderClient
 
-__all__ = ["Adapter", "AdapterReply", "Artifact", "InputImage", "Job", "Warning", "decode_base64"]
+__all__ = ["Adapter", "AdapterReply", "Artifact", "InputImage", "Job", "Warning"]
 
 Usage = Mapping[str, Any]
 """The upstream's own usage/cost object, passed through to sidecar and metadata as-is."""
@@ -63,13 +63,22 @@ class Job:
 
 @dataclass(frozen=True, slots=True)
 class Artifact:
-    """One image in a reply: bytes already decoded, or a URL to download at once."""
+    """One image in a reply: its bytes, its base64 as the upstream sent it, or a URL to download at once.
+
+    Adapters hand base64 over undecoded (`encoded`): the core decodes each image on its own, so one
+    corrupt payload costs that image, never its siblings.
+    """
 
     data: bytes | bytearray | None = None
     url: str | None = None
     mime: str | None = None
     revised_prompt: str | None = None
     seed: int | None = None
+    encoded: str | None = None
+
+    def decoded(self) -> bytes | bytearray | None:
+        """The image's bytes (None for a URL); raises UpstreamError for base64 that does not decode."""
+        return self.data if self.encoded is None else decode_base64(self.encoded)
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +117,3 @@ class Adapter(Protocol):
     """An adapter module exposes one coroutine with this signature."""
 
     def __call__(self, job: Job, client: ProviderClient) -> Awaitable[AdapterReply]: ...
-
-
-AdapterFactory = Callable[[], Adapter]

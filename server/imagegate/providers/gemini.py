@@ -21,7 +21,7 @@ from ..errors import (
     RateLimited,
     UpstreamError,
 )
-from .base import AdapterReply, Artifact, InputImage, Job, Warning, decode_base64
+from .base import AdapterReply, Artifact, InputImage, Job, Warning
 from .http import ProviderClient, default_error
 
 __all__ = ["WireRequest", "build_request", "classify_error", "parse_reply", "run"]
@@ -227,7 +227,7 @@ def _parse_gemini(body: Any, provider: str) -> AdapterReply:
     images = [p.inline_data for p in parts if _is_image(p) and p.inline_data]
     if images:  # 3-pro sends interim "thought" drafts first: the final image is the last one (§4)
         final = images[-1]
-        artifact = Artifact(data=decode_base64(final.data or ""), mime=final.mime_type)
+        artifact = Artifact(encoded=final.data or "", mime=final.mime_type)
         return AdapterReply(artifacts=(artifact,), usage=reply.usage_metadata, note=note)
     reason = candidate.finish_reason or "no candidate"
     said = candidate.finish_message or note
@@ -242,7 +242,7 @@ def _parse_gemini(body: Any, provider: str) -> AdapterReply:
 def _parse_imagen(body: Any, provider: str) -> AdapterReply:
     reply = _ImagenReply.model_validate(body)
     artifacts = tuple(
-        Artifact(data=decode_base64(p.bytes_base64_encoded), mime=p.mime_type, revised_prompt=p.prompt)
+        Artifact(encoded=p.bytes_base64_encoded, mime=p.mime_type, revised_prompt=p.prompt)
         for p in reply.predictions
         if p.bytes_base64_encoded
     )

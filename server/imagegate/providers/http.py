@@ -5,12 +5,17 @@ into the error tree. The only module that imports httpx2.
 Credentials: auth headers are set here only, and only for the provider's own origin (or a
 host its profile trusts); result URLs elsewhere are fetched without them, and redirects
 are never followed with them. Every upstream message is scrubbed of the key.
+
+Every byte from an upstream crosses this boundary under three limits: a wall-clock deadline per
+request and per download (the timeout, whatever the drip rate), a cap on the body (decompressed
+bytes: a client's `limited()` view sets it from what the route can return), and parsing that is
+bounded in depth. Whatever an upstream sends, what leaves here is a reply or an error of the tree.
 """
 
 from __future__ import annotations
 
+import copy
 import email.utils
-import json
 import logging
 import random
 import time
@@ -37,12 +42,29 @@ BACKOFF_BASE = 0.5
 BACKOFF_CAP = 8.0
 CONNECT_TIMEOUT = 15.0
 LARGE_BODY = 1024 * 1024
+DEFAULT_MAX_BODY = 512 * 1024 * 1024
+"""The body cap of a client no route has limited (listings, doctor); a call's is derived from its route."""
+ERROR_BODY_BYTES = 64 * 1024
+"""How much of an error reply is read: its message is all that is used, and that is clipped anyway."""
+MAX_REDIRECTS = 5
 POOL = httpx2.Limits(max_connections=32, max_keepalive_connections=8)
-AUTH_HEADERS = {"bearer": "Authorization", "raw": "Authorization", "x-key": "x-key", "x-goog-api-key": "x-goog-api-key"}
+AUTH_HEADERS = {
+    "bearer": "Authorization",
+    "raw": "Authorization",
+    "x-key": "x-key",
+    "x-goog-api-key": "x-goog-api-key",
+}
 Transport = httpx2.AsyncBaseTransport
 """What tests inject instead of the network (httpx2.MockTransport, or none for real sockets)."""
 Classifier = Callable[[int, Any, str], ImagegateError]
 """An adapter's mapping of (HTTP status, parsed body or text, provider id) to an error of the tree."""
+CheckUrl = Callable[[str], Awaitable["str | None"]]
+"""A result URL (or a redirect's target) -> the address to connect to (None: as the URL says);
+raises UpstreamError for a URL that must not be fetched."""
+
+
+class BodyTooLarge(Exception):
+    """Raised inside the HTTP layer when a body passes its cap; becomes an UpstreamError here."""
 
 
 @dataclass(frozen=True)
@@ -84,8 +106,10 @@ class HttpReply:
         """The parsed body (see codec.loads for how image payloads skip the big string)."""
         try:
             return codec.loads(self.content)
-        except (ValueError, UnicodeDecodeError):
-            raise UpstreamError(f"answered with malformed JSON (HTTP {self.status})", status=self.status) from None
+        except ValueError as e:
+            raise UpstreamError(
+                f"answered with malformed JSON (HTTP {self.status}: {e})", status=self.status
+            ) from None
 
     async def parsed(self) -> Any:
         """`json()`, in a worker thread when the body is large enough to hold up other calls."""
@@ -115,14 +139,22 @@ def default_error(status: int, body: Any, provider: str) -> ImagegateError:
     message = _message_of(body)
     kw: dict[str, Any] = {"provider": provider, "upstream_message": message}
     if status in (401, 403):
-        return AuthFailed(f"{provider} rejected the API key (HTTP {status}); check the key and its access", **kw)
+        return AuthFailed(
+            f"{provider} rejected the API key (HTTP {status}); check the key and its access", **kw
+        )
     if status == 402:
-        return InsufficientBalance(f"{provider} says the account balance is insufficient (HTTP 402); top it up", **kw)
+        return InsufficientBalance(
+            f"{provider} says the account balance is insufficient (HTTP 402); top it up", **kw
+        )
     if status == 429:
-        return RateLimited(f"{provider} is rate limiting (HTTP 429) and still was after retries; try again later", **kw)
+        return RateLimited(
+            f"{provider} is rate limiting (HTTP 429) and still was after retries; try again later", **kw
+        )
     if status in (408, 504):
         return UpstreamTimeout(f"{provider} timed out (HTTP {status})", **kw)
-    return UpstreamError(f"{provider} failed (HTTP {status})", status=status, retryable=status in RETRY_STATUSES, **kw)
+    return UpstreamError(
+        f"{provider} failed (HTTP {status})", status=status, retryable=status in RETRY_STATUSES, **kw
+    )
 
 
 def _retry_after(headers: Mapping[str, str]) -> float | None:
@@ -150,14 +182,21 @@ def _host(url: str) -> str:
     return urlsplit(url).netloc or "the server"
 
 
-async def _body(response: httpx2.Response) -> bytearray:
+async def _body(response: httpx2.Response, max_bytes: int) -> bytearray:
     """The whole body in one growing buffer: no list of chunks joined into a second copy at the end
     (at hundreds of megabytes of base64 that copy was the peak of the process's memory). Inside
-    codec.large_payloads(), image payloads are decoded as they arrive."""
+    codec.large_payloads(), image payloads are decoded as they arrive. The cap counts decompressed
+    bytes: a small gzip body that inflates without end stops at it. An error reply is cut off there
+    instead (only its message is wanted)."""
     body = bytearray()
-    watcher = codec.watcher()
+    watcher = codec.watcher() if response.is_success else None
     try:
         async for chunk in response.aiter_bytes():
+            if len(body) + len(chunk) > max_bytes:
+                if not response.is_success:
+                    body += chunk[: max_bytes - len(body)]
+                    break
+                raise BodyTooLarge
             body += chunk
             if watcher is not None:
                 watcher.feed(body)
@@ -174,15 +213,17 @@ def _pinned(url: str, address: str) -> tuple[str, dict[str, str], dict[str, Any]
     """`url` with its host replaced by `address`, the Host header it had, and the TLS server name
     (SNI and certificate check) of its host for https."""
     parts = urlsplit(url)
-    netloc = (f"[{address}]" if ":" in address else address) + (f":{parts.port}" if parts.port is not None else "")
+    netloc = (f"[{address}]" if ":" in address else address) + (
+        f":{parts.port}" if parts.port is not None else ""
+    )
     extensions = {"sni_hostname": parts.hostname} if parts.scheme == "https" and parts.hostname else {}
     return parts._replace(netloc=netloc).geturl(), {"Host": parts.netloc}, extensions
 
 
 def _parse_body(content: bytes | bytearray) -> Any:
     try:
-        return json.loads(content)
-    except (ValueError, UnicodeDecodeError):
+        return codec.loads(content, payloads=False)
+    except ValueError:
         return content[:2000].decode("utf-8", "replace")
 
 
@@ -201,6 +242,7 @@ class ProviderClient:
         self.profile = profile
         self.timeout = timeout
         self.max_retries = max_retries
+        self.max_body = DEFAULT_MAX_BODY
         self._sleep = sleep
         self._http = httpx2.AsyncClient(
             timeout=httpx2.Timeout(timeout, connect=min(CONNECT_TIMEOUT, timeout)),
@@ -211,6 +253,20 @@ class ProviderClient:
 
     async def aclose(self) -> None:
         await self._http.aclose()
+
+    def limited(self, max_body: int) -> ProviderClient:
+        """This client (the same pool) with its bodies capped at `max_body` bytes: one call's view."""
+        view = copy.copy(self)
+        view.max_body = max_body
+        return view
+
+    def _too_large(self, what: str) -> UpstreamError:
+        mb = self.max_body / 1024 / 1024
+        return UpstreamError(
+            f"{what} larger than {mb:.0f} MB, more than this call's images can take; it was not read "
+            "(IMAGEGATE_MAX_REPLY_MB raises the cap)",
+            provider=self.profile.id,
+        )
 
     def url(self, path: str) -> str:
         """A documented path under the base URL, or an absolute URL the upstream handed back."""
@@ -236,22 +292,46 @@ class ProviderClient:
     ) -> HttpReply:
         """Send with retries on 429/502/503/504 and connection failures; raise a classified error otherwise."""
         url = self.url(path)
-        send_headers = {**(self.profile.auth_headers() if self.profile.trusts(url) else {}), **(headers or {})}
+        send_headers = {
+            **(self.profile.auth_headers() if self.profile.trusts(url) else {}),
+            **(headers or {}),
+        }
         for attempt in range(self.max_retries + 1):
             final = attempt == self.max_retries
             try:
-                async with self._http.stream(method, url, json=json_body, data=data, files=files, headers=send_headers) as response:
-                    status, reply_headers, content = response.status_code, response.headers, await _body(response)
-            except httpx2.TimeoutException as e:
+                with anyio.fail_after(self.timeout):  # the whole exchange, however slowly the bytes drip
+                    async with self._http.stream(
+                        method, url, json=json_body, data=data, files=files, headers=send_headers
+                    ) as response:
+                        status, reply_headers = response.status_code, response.headers
+                        content = await _body(
+                            response, self.max_body if response.is_success else ERROR_BODY_BYTES
+                        )
+            except BodyTooLarge:
+                raise self._too_large("answered with a body") from None
+            except (httpx2.TimeoutException, TimeoutError) as e:
                 if isinstance(e, httpx2.ConnectTimeout) and not final:
                     await self._backoff(attempt, None)
                     continue
-                raise UpstreamTimeout(f"{self.profile.id} did not answer within {self.timeout:g} s", provider=self.profile.id) from None
+                raise UpstreamTimeout(
+                    f"{self.profile.id} did not answer within {self.timeout:g} s", provider=self.profile.id
+                ) from None
             except httpx2.TransportError as e:
                 if not final:
                     await self._backoff(attempt, None)
                     continue
-                raise UpstreamError(f"could not reach {self.profile.id} ({type(e).__name__})", provider=self.profile.id, retryable=True) from None
+                raise UpstreamError(
+                    f"could not reach {self.profile.id} ({type(e).__name__})",
+                    provider=self.profile.id,
+                    retryable=True,
+                ) from None
+            except (
+                httpx2.HTTPError,
+                httpx2.InvalidURL,
+            ) as e:  # an undecodable body (DecodingError), a bad URL
+                raise UpstreamError(
+                    f"sent a reply that cannot be read ({type(e).__name__})", provider=self.profile.id
+                ) from None
             if 200 <= status < 300:
                 return HttpReply(status, reply_headers, content)
             if status in RETRY_STATUSES and not final:
@@ -262,7 +342,9 @@ class ProviderClient:
             raise self._error(status, content, reply_headers, classify)
         raise AssertionError("unreachable: the last attempt returns or raises")
 
-    def _error(self, status: int, content: bytes | bytearray, headers: Mapping[str, str], classify: Classifier) -> ImagegateError:
+    def _error(
+        self, status: int, content: bytes | bytearray, headers: Mapping[str, str], classify: Classifier
+    ) -> ImagegateError:
         error = classify(status, _parse_body(content), self.profile.id)
         error.message = self.redact(error.message) or error.message
         error.upstream_message = self.redact(error.upstream_message)
@@ -274,11 +356,17 @@ class ProviderClient:
         return error
 
     async def _backoff(self, attempt: int, retry_after: float | None) -> None:
-        delay = retry_after if retry_after is not None else min(BACKOFF_CAP, BACKOFF_BASE * 2**attempt) * random.uniform(0.5, 1.0)
+        delay = (
+            retry_after
+            if retry_after is not None
+            else min(BACKOFF_CAP, BACKOFF_BASE * 2**attempt) * random.uniform(0.5, 1.0)
+        )
         log.info("%s: retrying in %.2f s (attempt %d)", self.profile.id, delay, attempt + 1)
         await self._sleep(delay)
 
-    async def post_json(self, path: str, body: Any, classify: Classifier, headers: Mapping[str, str] | None = None) -> Any:
+    async def post_json(
+        self, path: str, body: Any, classify: Classifier, headers: Mapping[str, str] | None = None
+    ) -> Any:
         """POST a JSON body and return the parsed JSON reply."""
         return await (await self.request("POST", path, classify, json_body=body, headers=headers)).parsed()
 
@@ -292,40 +380,85 @@ class ProviderClient:
         max_bytes: int,
         follow_redirects: bool = True,
         connect_to: str | None = None,
+        check: CheckUrl | None = None,
     ) -> str | None:
-        """Stream a URL into `sink`; send the key only if the provider trusts the host.
+        """Stream a URL into `sink` within the timeout; send the key only if the provider trusts the host.
 
-        Redirects are followed only without a key, and only when `follow_redirects` (an agent's
-        input URL was address-checked: a redirect could lead anywhere, so it is refused instead).
-        `connect_to` pins the connection to that address (the one checked), while the Host header,
-        TLS name and certificate check stay the URL's. Returns the Content-Type the server gave.
-        Raises UpstreamError when the URL has expired (404/403/410), redirects when it may not, or
-        the body exceeds `max_bytes`.
+        `check` (for result URLs) vets the URL and each redirect's target and says which address
+        to connect to; `connect_to` pins the connection to an address checked before (an agent's
+        input URL), while Host, TLS name and certificate check stay the URL's. Redirects are
+        followed up to MAX_REDIRECTS hops, never with the key, and only when `follow_redirects`
+        (an input URL's redirect could lead anywhere, so it is refused instead). Returns the
+        Content-Type given. Raises UpstreamError when the URL has expired (404/403/410), is
+        refused, redirects when it may not or too often, or the body exceeds `max_bytes`;
+        UpstreamTimeout past the timeout, however slowly the body drips.
         """
-        headers = self.profile.auth_headers() if self.profile.trusts(url) else {}
-        follow = follow_redirects and not headers
+        try:
+            with anyio.fail_after(self.timeout):
+                for hop in range(MAX_REDIRECTS + 1):
+                    if check is not None:
+                        connect_to = await check(url)
+                    headers = self.profile.auth_headers() if hop == 0 and self.profile.trusts(url) else {}
+                    location, content_type = await self._get(url, sink, max_bytes, headers, connect_to)
+                    if location is None:
+                        return content_type
+                    if not follow_redirects:
+                        raise UpstreamError(
+                            f"{_host(url)} redirects to {_host(location)}; give the final image URL",
+                            provider=self.profile.id,
+                        )
+                    url, connect_to = urljoin(url, location), None
+                raise UpstreamError(
+                    f"the image at {_host(url)} redirects more than {MAX_REDIRECTS} times",
+                    provider=self.profile.id,
+                )
+        except TimeoutError:
+            raise UpstreamTimeout(
+                f"downloading the image from {_host(url)} took more than {self.timeout:g} s",
+                provider=self.profile.id,
+            ) from None
+        except httpx2.TimeoutException:
+            raise UpstreamTimeout(
+                f"downloading the image from {_host(url)} timed out", provider=self.profile.id
+            ) from None
+        except (httpx2.HTTPError, httpx2.InvalidURL) as e:
+            raise UpstreamError(
+                f"could not download the image from {_host(url)} ({type(e).__name__})",
+                provider=self.profile.id,
+            ) from None
+
+    async def _get(
+        self,
+        url: str,
+        sink: Callable[[bytes], Awaitable[None]],
+        max_bytes: int,
+        headers: dict[str, str],
+        connect_to: str | None,
+    ) -> tuple[str | None, str | None]:
+        """One GET of a download: (a redirect's Location, None), or (None, Content-Type) once the body is in `sink`."""
         target, extensions = url, dict[str, Any]()
         if connect_to is not None:
             target, pinned, extensions = _pinned(url, connect_to)
             headers = {**headers, **pinned}
-        try:
-            async with self._http.stream("GET", target, headers=headers, follow_redirects=follow, extensions=extensions) as response:
-                if response.is_redirect:
-                    target = _host(response.headers.get("location", ""))
-                    raise UpstreamError(f"{_host(url)} redirects to {target}; give the final image URL", provider=self.profile.id)
-                if not response.is_success:
-                    raise UpstreamError(f"{_host(url)} answered HTTP {response.status_code} for the image (expired?)", provider=self.profile.id, status=response.status_code)
-                total = 0
-                async for chunk in response.aiter_bytes():
-                    total += len(chunk)
-                    if total > max_bytes:
-                        raise UpstreamError(f"the image at {_host(url)} is larger than {max_bytes} bytes", provider=self.profile.id)
-                    await sink(chunk)
-                return response.headers.get("content-type")
-        except httpx2.TimeoutException:
-            raise UpstreamTimeout(f"downloading the image from {_host(url)} timed out", provider=self.profile.id) from None
-        except (httpx2.TransportError, httpx2.InvalidURL) as e:
-            raise UpstreamError(f"could not download the image from {_host(url)} ({type(e).__name__})", provider=self.profile.id) from None
+        async with self._http.stream("GET", target, headers=headers, extensions=extensions) as response:
+            if response.is_redirect:
+                return response.headers.get("location", ""), None
+            if not response.is_success:
+                raise UpstreamError(
+                    f"{_host(url)} answered HTTP {response.status_code} for the image (expired?)",
+                    provider=self.profile.id,
+                    status=response.status_code,
+                )
+            total = 0
+            async for chunk in response.aiter_bytes():
+                total += len(chunk)
+                if total > max_bytes:
+                    raise UpstreamError(
+                        f"the image at {_host(url)} is larger than {max_bytes} bytes",
+                        provider=self.profile.id,
+                    )
+                await sink(chunk)
+            return None, response.headers.get("content-type")
 
     async def poll(
         self,
@@ -347,7 +480,10 @@ class ProviderClient:
                 return value
             elapsed = time.monotonic() - start
             if elapsed + interval > self.timeout:
-                raise UpstreamTimeout(f"{self.profile.id} did not finish the task within {self.timeout:g} s", provider=self.profile.id)
+                raise UpstreamTimeout(
+                    f"{self.profile.id} did not finish the task within {self.timeout:g} s",
+                    provider=self.profile.id,
+                )
             if on_wait is not None:
                 await on_wait(elapsed)
             await self._sleep(interval)

@@ -19,7 +19,7 @@ from ..errors import (
     NoImagesReturned,
     UpstreamError,
 )
-from .base import AdapterReply, Artifact, InputImage, Job, decode_base64
+from .base import AdapterReply, Artifact, InputImage, Job
 from .http import ProviderClient, default_error
 
 __all__ = ["DIALECTS", "build_request", "classify_error", "parse_reply", "run"]
@@ -175,7 +175,7 @@ def _unwrap(body: Any, provider: str) -> Any:
 def _artifact(item: _Item) -> Artifact:
     revised = item.revised_prompt or None  # the wrapped example sends "" for "none"
     if item.b64_json:
-        return Artifact(data=decode_base64(item.b64_json), revised_prompt=revised)
+        return Artifact(encoded=item.b64_json, revised_prompt=revised)
     return Artifact(url=item.url, revised_prompt=revised)
 
 

@@ -20,7 +20,7 @@ from ..errors import (
     RateLimited,
     UpstreamError,
 )
-from .base import AdapterReply, Artifact, InputImage, Job, decode_base64
+from .base import AdapterReply, Artifact, InputImage, Job
 from .http import ProviderClient, default_error
 
 __all__ = ["build_request", "classify_error", "parse_reply", "run"]
@@ -92,15 +92,15 @@ def _artifact(item: _Item) -> Artifact | None:
     if item.url:
         return Artifact(url=item.url)
     if item.b64_json:
-        return Artifact(data=decode_base64(item.b64_json))
+        return Artifact(encoded=item.b64_json)
     if not item.content:
         return None
     if item.content.startswith(("http://", "https://")):
         return Artifact(url=item.content)
     match = DATA_URL.match(item.content)
     if match is None:
-        return Artifact(data=decode_base64(item.content))
-    return Artifact(data=decode_base64(match[2]), mime=match[1] or None)
+        return Artifact(encoded=item.content)
+    return Artifact(encoded=match[2], mime=match[1] or None)
 
 
 def _usage(reply: _Reply) -> dict[str, Any] | None:

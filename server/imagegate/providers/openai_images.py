@@ -11,7 +11,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from ..errors import ContentRefused, ImagegateError, InsufficientBalance, NoImagesReturned, UpstreamError
-from .base import AdapterReply, Artifact, Job, decode_base64
+from .base import AdapterReply, Artifact, Job
 from .http import ProviderClient, default_error
 
 __all__ = ["build_request", "classify_error", "parse_reply", "run"]
@@ -91,7 +91,7 @@ def parse_reply(body: Any) -> AdapterReply:
         raise UpstreamError("answered in a shape that is not an Images API reply") from None
     mime = FORMAT_MIME.get(reply.output_format or "")
     artifacts = tuple(
-        Artifact(data=decode_base64(item.b64_json) if item.b64_json else None, url=item.url, mime=mime, revised_prompt=item.revised_prompt)
+        Artifact(encoded=item.b64_json or None, url=item.url, mime=mime, revised_prompt=item.revised_prompt)
         for item in reply.data
         if item.b64_json or item.url
     )
