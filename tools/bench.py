@@ -1,6 +1,7 @@
 """What an agent pays for imagegate, measured side by side in one run against the emulator on
 loopback: added latency per call (server time minus the upstream's own), fan-out wall time,
-peak memory, start-up against a minimal SDK server, and context bytes.
+peak memory (also under body bombs from the hostile proxy), start-up against a minimal SDK server,
+and context bytes.
 
     python -m tools.bench                 # the full table (a few minutes), JSON to bench-results.json
     python -m tools.bench --smoke         # seconds: every measurement once, tiny sizes (CI runs this)
@@ -29,11 +30,12 @@ import httpx2
 from mcp import Client, StdioServerParameters
 
 from tools.emulator import start_subprocess
+from tools.hostile import DeepNesting, Endless, Fault, GzipBomb, start_hostile
 
 ROOT = Path(__file__).resolve().parents[1]
 KEY = "test-bench-key"
-FULL = {"sizes": ["1024x1024", "2048x2048", "4096x4096"], "repeat": 20, "startups": 7}
-SMOKE = {"sizes": ["256x256"], "repeat": 2, "startups": 1}
+FULL = {"sizes": ["1024x1024", "2048x2048", "4096x4096"], "repeat": 20, "startups": 7, "bomb_mb": 1024}
+SMOKE = {"sizes": ["256x256"], "repeat": 2, "startups": 1, "bomb_mb": 64}
 MINIMAL_SERVER = '''
 import anyio, mcp_types as types
 from mcp.server.lowlevel import Server
@@ -194,6 +196,44 @@ async def memory(env: dict[str, str], tmp: Path, size: str, n: int) -> dict[str,
     return {"size": size, "n": n, "idle_mb": idle / 2**20, "peak_mb": peak / 2**20, "above_idle_mb": (peak - idle) / 2**20, "decoded_mb": decoded / 2**20, "ratio_to_decoded": (peak - idle) / decoded}
 
 
+def _bombs(megabytes: int) -> dict[str, Fault]:
+    size = megabytes << 20
+    return {
+        "gzip_bomb": GzipBomb(inflated=size),
+        "endless_chunked": Endless(chunked=True, total=size, seconds=60),
+        "deep_nesting": DeepNesting(100_000),
+    }
+
+
+async def body_bombs(emulator: Any, tmp: Path, megabytes: int) -> list[dict[str, Any]]:
+    """Peak RSS of a fresh server for one call whose reply is a body bomb (tools/hostile): a gzip body
+    inflating to `megabytes`, an endless chunked body stopping after that many, 100,000 nested lists."""
+    rows = []
+    with start_hostile(emulator) as hostile:
+        config = tmp / "bombs.toml"
+        config.write_text(_config(hostile.url))
+        env = _env(tmp, config, IMAGEGATE_TIMEOUT="30", IMAGEGATE_MAX_RETRIES="0")
+        for case, fault in _bombs(megabytes).items():
+            pidfile = tmp / f"{case}.pid"
+            async with _server(env, pidfile) as client:
+                await client.list_tools()
+                pid = int(pidfile.read_text())
+                idle = _status(pid, "VmRSS")
+                hostile.arm(fault, path="/images/generations")
+                start = time.perf_counter()
+                arguments = {"model": "bench-image", "provider": "benchb64", "prompt": "bomb"}
+                result = await client.call_tool("generate_image", arguments | {"size": "256x256"})
+                took = time.perf_counter() - start
+                peak = _status(pid, "VmHWM")
+                hostile.disarm()
+            body_mb = 0.2 if case == "deep_nesting" else megabytes
+            rows.append(
+                {"case": case, "body_mb": body_mb, "is_error": bool(result.is_error), "seconds": took}
+                | {"idle_mb": idle / 2**20, "peak_mb": peak / 2**20}
+            )
+    return rows
+
+
 def _time_to_tools(command: list[str], env: dict[str, str]) -> float:
     """Spawn, initialize, list tools: seconds until the tools/list answer arrives."""
     messages = [
@@ -272,6 +312,12 @@ def _table(report: dict[str, Any]) -> str:
     )
     lines.append(f"memory: {m['n']}x{m['size']} b64 -> peak {m['peak_mb']:.0f} MB, {m['above_idle_mb']:.0f} MB above idle = {m['ratio_to_decoded']:.2f}x the decoded {m['decoded_mb']:.0f} MB")
     lines.append(f"start-up to tools/list: imagegate {s['imagegate_s']:.2f} s, minimal SDK server {s['minimal_sdk_s']:.2f} s, ratio {s['ratio']:.2f}")
+    for b in report["body_bombs"]:
+        outcome = "error" if b["is_error"] else "NOT AN ERROR"
+        lines.append(
+            f"body bomb {b['case']} ({b['body_mb']:g} MB): {outcome} in {b['seconds']:.1f} s, "
+            f"peak {b['peak_mb']:.0f} MB (idle {b['idle_mb']:.0f})"
+        )
     lines.append("context bytes: " + ", ".join(f"{k} {v}" for k, v in report["context"].items()))
     return "\n".join(lines)
 
@@ -289,6 +335,7 @@ async def run(smoke: bool) -> dict[str, Any]:
         report["fan_out"] = await fan_out(env, emulator, 4)
         report["responsiveness"] = await responsiveness(env, plan["sizes"][-1])
         report["memory"] = await memory(env, tmp, "256x256" if smoke else "4096x4096", 4)
+        report["body_bombs"] = await body_bombs(emulator, tmp, plan["bomb_mb"])
         report["startup"] = startup(env, tmp, plan["startups"])
         report["context"] = await context(env, tmp)
     return report

@@ -22,6 +22,8 @@ def test_benchmark_smoke_run_measures_everything(tmp_path):
     assert report["fan_out"]["n"] == 4 and report["fan_out"]["wall_s"] > 0
     assert report["responsiveness"]["pings_during_call"] >= 1 and report["responsiveness"]["busy_ping_max_ms"] > 0
     assert report["memory"]["peak_mb"] >= report["memory"]["idle_mb"] > 0
+    assert {b["case"] for b in report["body_bombs"]} == {"gzip_bomb", "endless_chunked", "deep_nesting"}
+    assert all(b["peak_mb"] >= b["idle_mb"] > 0 for b in report["body_bombs"])
     assert report["startup"]["ratio"] > 0
     lists = {"tools_list_one_provider", "tools_list_one_provider_model_view", "tools_list_one_provider_with_jobs", "tools_list_all_providers", "tools_list_all_providers_model_view"}
     assert set(report["context"]) == lists | {"generate_result_1024", "generate_result_2048_n4"}
