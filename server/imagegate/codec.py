@@ -229,7 +229,7 @@ def _too_deep(value: Any) -> bool:
     return any(isinstance(node, (list, dict)) for node in level)
 
 
-def _extract(raw: bytes | bytearray, payloads: dict[str, bytes | bytearray], spans: Spans) -> bytes:
+def _extract(raw: bytes | bytearray, payloads: dict[str, bytes | bytearray], spans: Spans) -> bytes | bytearray:
     """The body with every long base64 string replaced by a token; the bytes go in `payloads`."""
     body = memoryview(raw)
     parts: list[bytes | memoryview] = []
@@ -249,6 +249,8 @@ def _extract(raw: bytes | bytearray, payloads: dict[str, bytes | bytearray], spa
             parts += [body[kept : start + 1], prefix, json.dumps(token)[1:-1].encode()]
             kept = end
         position = end + 1
+    if not parts:
+        return raw  # nothing replaced: no copy of the whole body
     parts.append(body[kept:])
     return b"".join(parts)
 

@@ -50,6 +50,8 @@ MAX_CONCURRENT_PREVIEWS = 2
 """Full decodes at once: a 4096² image takes 64 MB while it is scaled down, and there are two cores."""
 IMAGE_BYTES_PER_PIXEL = 4
 """The most an encoded image can take per pixel: RGBA stored without compression (real ones take far less)."""
+IMAGE_SLACK = 1024 * 1024
+"""Room in an image file beyond its pixels: metadata, an embedded colour profile or thumbnail."""
 REPLY_SLACK = 16 * 1024 * 1024
 MIN_REPLY_BYTES = 64 * 1024 * 1024
 """Body caps never go below this: JSON around the images, a model's interim drafts (Gemini 3 Pro)."""
@@ -432,7 +434,7 @@ def reply_cap(route: Route, count: int) -> int:
 
 def image_cap(route: Route) -> int:
     """The most bytes one image file from `route` can legitimately take (a download's cap)."""
-    return route.largest_image * IMAGE_BYTES_PER_PIXEL + REPLY_SLACK
+    return route.largest_image * IMAGE_BYTES_PER_PIXEL + IMAGE_SLACK
 
 
 def _bounded(reply: AdapterReply, batch: _Batch, client: ProviderClient) -> AdapterReply:

@@ -116,7 +116,25 @@ def probe(data: Source, verify: bool = True) -> ImageInfo:
             image.verify()
         except Exception as e:
             raise NotAnImage(f"is truncated or corrupt ({type(e).__name__})") from None
+        if image.format == "JPEG" and not _jpeg_ends(data):  # Pillow's verify checks nothing in a JPEG
+            raise NotAnImage("is a truncated JPEG (its last scan has no end marker)")
     return info
+
+
+JPEG_TAIL = 64 * 1024
+
+
+def _jpeg_ends(data: Source) -> bool:
+    """Whether a JPEG's end-of-image marker follows its last scan. Inside scan data a 0xFF byte is
+    always stuffed (FF 00), so FF D9 there is the real marker; an embedded thumbnail's own EOI comes
+    before the main image's start-of-scan (FF DA). Looked for in the last 64 KB (a file with a larger
+    trailer after its EOI, such as a motion photo, would be refused)."""
+    if isinstance(data, bytes | bytearray):
+        tail = bytes(memoryview(data)[-JPEG_TAIL:])
+    else:
+        data.seek(-JPEG_TAIL, io.SEEK_END)  # an Incoming reader clamps at 0
+        tail = data.read()
+    return tail.rfind(b"\xff\xd9") > tail.rfind(b"\xff\xda")
 
 
 def _encode(image: PILImage.Image, fmt: str, quality: int) -> bytes:
