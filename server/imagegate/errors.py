@@ -66,6 +66,8 @@ class ImagegateError(Exception):
 
     kind = "error"
     retryable = False
+    retry_after: float | None = None
+    """Seconds the upstream asked to wait before trying again (Retry-After, or its body's hint)."""
 
     def __init__(self, message: str, *, provider: str | None = None, upstream_message: str | None = None):
         super().__init__(message)

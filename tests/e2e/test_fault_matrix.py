@@ -33,7 +33,8 @@ FAULTS = [
     ("retried-503", {"kind": "status", "status": 503}, 1, None),
     ("retried-504", {"kind": "status", "status": 504}, 1, None),
     ("persistent-429", {"kind": "status", "status": 429}, 2, "rate_limited"),
-    ("http-500", {"kind": "status", "status": 500}, 1, "upstream_error"),
+    # Twice: ModelGate, Ark and DashScope document their 500s as worth retrying, and are retried once.
+    ("http-500", {"kind": "status", "status": 500}, 2, "upstream_error"),
     ("malformed-json", {"kind": "malformed_json"}, 1, "upstream_error"),
     ("dropped-connection", {"kind": "drop_connection"}, 2, "upstream_error"),
     ("error-shape-in-a-200", {"kind": "error_in_200", "status": 400}, 1, ANY_ERROR),

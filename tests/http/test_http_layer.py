@@ -459,3 +459,59 @@ async def test_a_pinned_download_connects_to_the_checked_address_and_keeps_the_u
         await client.aclose()
         server.shutdown()
     assert bytes(received) == body and hosts == [f"images.invalid:{server.server_port}"]
+
+
+# ---- retries follow the classified error, not the status alone
+
+
+def flagged(retryable: bool) -> Callable[[int, Any, str], ImagegateError]:
+    """A classifier whose errors carry the given retry flag, whatever the status."""
+
+    def classify(status: int, body: Any, provider_id: str) -> ImagegateError:
+        return UpstreamError(f"{provider_id} said no", status=status, retryable=retryable)
+
+    return classify
+
+
+async def test_an_error_the_classifier_marks_retryable_is_retried_whatever_its_status():
+    upstream = Upstream(reply(500, {"error": "try later"}), OK)
+    async with provider(upstream) as (client, sleeps):
+        assert await client.post_json("/images/generations", {}, flagged(True)) == {"data": "fine"}
+    assert len(upstream.requests) == 2 and len(sleeps) == 1
+
+
+async def test_a_gateway_status_is_retried_even_when_the_classifier_does_not_say_so():
+    upstream = Upstream(reply(503, {"error": {"code": "Weird"}}), OK)
+    async with provider(upstream) as (client, sleeps):
+        assert await client.post_json("/images/generations", {}, flagged(False)) == {"data": "fine"}
+    assert len(upstream.requests) == 2
+
+
+async def test_an_error_found_in_a_200_body_is_retried_when_it_is_retryable_and_only_then():
+    def read(body: Any) -> Any:
+        if body.get("status") == "error":
+            raise UpstreamError("said error in a 200", retryable=body.get("retry", False))
+        return body
+
+    retried = Upstream(reply(200, {"status": "error", "retry": True}), reply(200, {"status": "ok"}))
+    async with provider(retried) as (client, sleeps):
+        assert await client.post_json("/images/generations", {}, default_error, read=read) == {"status": "ok"}
+    assert len(retried.requests) == 2 and len(sleeps) == 1
+
+    final = Upstream(reply(200, {"status": "error"}), reply(200, {"status": "ok"}))
+    async with provider(final) as (client, sleeps):
+        with pytest.raises(UpstreamError, match="said error in a 200"):
+            await client.post_json("/images/generations", {}, default_error, read=read)
+    assert len(final.requests) == 1 and sleeps == []
+
+
+async def test_a_retry_hint_in_the_body_is_for_the_agent_and_the_wait_is_the_backoff():
+    # Gemini's RetryInfo can say 41 s: the error carries it for the agent; only a header is waited for.
+    def hinted(status: int, body: Any, provider_id: str) -> ImagegateError:
+        return RateLimited("slow down", retry_after=body["wait"])
+
+    upstream = Upstream(reply(429, {"wait": 41}))
+    async with provider(upstream, max_retries=1) as (client, sleeps):
+        with pytest.raises(RateLimited) as caught:
+            await client.post_json("/images/generations", {}, hinted)
+    assert len(sleeps) == 1 and in_backoff_window(sleeps[0], 0) and caught.value.retry_after == 41

@@ -11,7 +11,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+import httpx2
 import pytest
+from pydantic import SecretStr
 
 from imagegate.catalog import ResolvedSize, Route, load_catalog
 from imagegate.errors import (
@@ -25,7 +27,8 @@ from imagegate.errors import (
     UpstreamTimeout,
 )
 from imagegate.providers.base import InputImage, Job
-from imagegate.providers.modelgate import build_request, classify_error, parse_reply
+from imagegate.providers.http import ProviderClient, ProviderProfile
+from imagegate.providers.modelgate import build_request, classify_error, parse_reply, run
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "modelgate"
 PNG = base64.b64decode(
@@ -291,3 +294,57 @@ def test_case_sensitive_validation_text_is_not_mistaken_for_moderation():
 
     assert not isinstance(error, ContentRefused)
     assert isinstance(error, ImagegateError)
+
+
+# ---- retries, as the doc's error handler does them
+
+
+async def run_against(*replies: dict[str, Any]) -> tuple[Any, int]:
+    """`run` against a scripted ModelGate (each request takes the next reply, all HTTP 200, as the doc
+    shows errors); the reply or the error raised, and how many requests were sent."""
+    script, sent = list(replies), []
+
+    def handle(request: httpx2.Request) -> httpx2.Response:
+        sent.append(request)
+        return httpx2.Response(200, json=script.pop(0) if len(script) > 1 else script[0])
+
+    profile = ProviderProfile("modelgate", "https://mg.example/api/v1", SecretStr("test-key-modelgate"))
+    client = ProviderClient(profile, timeout=5, max_retries=2, transport=httpx2.MockTransport(handle), sleep=no_wait)
+    try:
+        return await run(job("seedream-4.0", "2048x2048"), client), len(sent)
+    except ImagegateError as e:
+        return e, len(sent)
+    finally:
+        await client.aclose()
+
+
+async def no_wait(_: float) -> None:
+    return None
+
+
+def error_reply(code: int, message: str, **extra: Any) -> dict[str, Any]:
+    """The doc's error shape: `status: "error"`, a numeric code, the message under message.error.message."""
+    return {"status": "error", "code": code, "message": {"error": {"message": message}}, **extra}
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("code", [500, 503, 508])
+async def test_a_server_error_in_a_200_body_is_retried_as_the_doc_advises(code):
+    # seeds/000: case 500/503/508 -> "服务器错误,请稍后重试" (server error, try again later)
+    reply, sent = await run_against(error_reply(code, "服务器错误"), fixture("reply_url"))
+    assert sent == 2 and reply.artifacts[0].url
+
+
+@pytest.mark.anyio
+async def test_a_429_is_retried_only_when_the_body_says_is_retry():
+    # seeds/000: case 429 -> "if (data.is_retry) { … return generateImage(payload) }"
+    reply, sent = await run_against(error_reply(429, "请求过于频繁", is_retry=True), fixture("reply_url"))
+    assert sent == 2 and reply.artifacts[0].url
+    error, sent = await run_against(error_reply(429, "请求过于频繁", is_retry=False), fixture("reply_url"))
+    assert sent == 1 and isinstance(error, RateLimited)
+
+
+@pytest.mark.anyio
+async def test_a_bad_request_is_not_retried():
+    error, sent = await run_against(error_reply(400, "参数错误"), fixture("reply_url"))
+    assert sent == 1 and isinstance(error, UpstreamError) and error.upstream_message == "参数错误"

@@ -206,7 +206,11 @@ def classify_error(status: int, body: Any, provider: str) -> ImagegateError:
 async def run(job: Job, client: ProviderClient) -> AdapterReply:
     """One generations call."""
     request = build_request(job)
-    body = await client.post_json(request.path, request.body, classify_error)
     seed = job.knobs.get("seed")
-    reply = parse_reply(body, client.profile.id, seed if isinstance(seed, int) and seed >= 0 else None)
+    asked = seed if isinstance(seed, int) and seed >= 0 else None
+
+    def read(body: Any) -> AdapterReply:  # an error in a 200 body is retried when it says so
+        return parse_reply(body, client.profile.id, asked)
+
+    reply = await client.post_json(request.path, request.body, classify_error, read=read)
     return replace(reply, warnings=request.warnings + reply.warnings)

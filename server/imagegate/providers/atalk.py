@@ -193,5 +193,6 @@ def classify_error(status: int, body: Any, provider: str) -> ImagegateError:
 async def run(job: Job, client: ProviderClient) -> AdapterReply:
     """One /images/generate call."""
     request = build_request(job)
-    body = await client.post_json(request.path, request.json, classify_error)
-    return parse_reply(body, client.profile.id)
+    return await client.post_json(
+        request.path, request.json, classify_error, read=lambda body: parse_reply(body, client.profile.id)
+    )

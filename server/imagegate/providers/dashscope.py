@@ -269,9 +269,10 @@ async def run(job: Job, client: ProviderClient) -> AdapterReply:
     """One sync call, or one task submitted and polled to its end."""
     provider = client.profile.id
     request = build_request(job)
-    body = await client.post_json(request.path, request.body, classify_error, headers=request.headers)
     if not request.is_task:
-        return parse_reply(body, provider)
+        read = lambda body: parse_reply(body, provider)  # noqa: E731
+        return await client.post_json(request.path, request.body, classify_error, headers=request.headers, read=read)
+    body = await client.post_json(request.path, request.body, classify_error, headers=request.headers)
     task_id = parse_submit(body, provider)
     # The SDK polls from 1 s, backing off to 5 s (§4.2); the core's deadline is the request timeout.
     final = await client.poll(lambda: client.get_json(f"/tasks/{task_id}", classify_error), task_finished)

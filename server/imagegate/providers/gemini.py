@@ -315,6 +315,7 @@ def classify_error(status: int, body: Any, provider: str) -> ImagegateError:
 async def run(job: Job, client: ProviderClient) -> AdapterReply:
     """One `:generateContent` or `:predict` call."""
     request = build_request(job)
-    body = await client.post_json(request.path, request.body, classify_error)
-    reply = parse_reply(body, request.dialect, client.profile.id)
+    reply: AdapterReply = await client.post_json(
+        request.path, request.body, classify_error, read=lambda body: parse_reply(body, request.dialect, client.profile.id)
+    )
     return replace(reply, warnings=reply.warnings + request.warnings) if request.warnings else reply

@@ -151,7 +151,9 @@ def default_error(status: int, body: Any, provider: str) -> ImagegateError:
             f"{provider} is rate limiting (HTTP 429) and still was after retries; try again later", **kw
         )
     if status in (408, 504):
-        return UpstreamTimeout(f"{provider} timed out (HTTP {status})", **kw)
+        timeout = UpstreamTimeout(f"{provider} timed out (HTTP {status})", **kw)
+        timeout.retryable = status in RETRY_STATUSES  # a gateway's 504, not a 408 (the upstream gave up on us)
+        return timeout
     return UpstreamError(
         f"{provider} failed (HTTP {status})", status=status, retryable=status in RETRY_STATUSES, **kw
     )
@@ -218,6 +220,18 @@ def _pinned(url: str, address: str) -> tuple[str, dict[str, str], dict[str, Any]
     )
     extensions = {"sni_hostname": parts.hostname} if parts.scheme == "https" and parts.hostname else {}
     return parts._replace(netloc=netloc).geturl(), {"Host": parts.netloc}, extensions
+
+
+async def _as_is(reply: HttpReply) -> HttpReply:
+    return reply
+
+
+def _parsed_by(read: Callable[[Any], T] | None) -> Callable[[HttpReply], Awaitable[Any]]:
+    async def parse(reply: HttpReply) -> Any:
+        body = await reply.parsed()
+        return body if read is None else read(body)
+
+    return parse
 
 
 def _parse_body(content: bytes | bytearray) -> Any:
@@ -290,69 +304,89 @@ class ProviderClient:
         files: Sequence[tuple[str, tuple[str, bytes, str]]] | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> HttpReply:
-        """Send with retries on 429/502/503/504 and connection failures; raise a classified error otherwise."""
+        """Send, retrying what `call` retries; the 2xx reply, or its classified error."""
+        return await self.call(
+            method, path, classify, _as_is, json_body=json_body, data=data, files=files, headers=headers
+        )
+
+    async def call(
+        self,
+        method: str,
+        path: str,
+        classify: Classifier,
+        read: Callable[[HttpReply], Awaitable[T]],
+        *,
+        json_body: Any = None,
+        data: Mapping[str, str] | None = None,
+        files: Sequence[tuple[str, tuple[str, bytes, str]]] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> T:
+        """Send, and read a 2xx reply with `read`; retry on a retryable error, whether the status
+        said it (classified by `classify`) or `read` found it in a 200 body (ModelGate's `is_retry`).
+
+        An error is classified first, then retried on its `retryable` flag and Retry-After (header,
+        or the classifier's hint from the body), with jittered backoff, up to `max_retries` times.
+        Connection failures are retried; a read timeout never is (the upstream may be generating,
+        and billing, already), nor anything the classifier did not mark retryable.
+        """
         url = self.url(path)
-        send_headers = {
-            **(self.profile.auth_headers() if self.profile.trusts(url) else {}),
-            **(headers or {}),
-        }
+        send_headers = {**(self.profile.auth_headers() if self.profile.trusts(url) else {}), **(headers or {})}
         for attempt in range(self.max_retries + 1):
-            final = attempt == self.max_retries
+            wait: float | None = None  # the reply's Retry-After; a hint in its body is for the agent's message
             try:
-                with anyio.fail_after(self.timeout):  # the whole exchange, however slowly the bytes drip
-                    async with self._http.stream(
-                        method, url, json=json_body, data=data, files=files, headers=send_headers
-                    ) as response:
-                        status, reply_headers = response.status_code, response.headers
-                        content = await _body(
-                            response, self.max_body if response.is_success else ERROR_BODY_BYTES
-                        )
-            except BodyTooLarge:
-                raise self._too_large("answered with a body") from None
-            except (httpx2.TimeoutException, TimeoutError) as e:
-                if isinstance(e, httpx2.ConnectTimeout) and not final:
-                    await self._backoff(attempt, None)
-                    continue
-                raise UpstreamTimeout(
-                    f"{self.profile.id} did not answer within {self.timeout:g} s", provider=self.profile.id
-                ) from None
-            except httpx2.TransportError as e:
-                if not final:
-                    await self._backoff(attempt, None)
-                    continue
-                raise UpstreamError(
-                    f"could not reach {self.profile.id} ({type(e).__name__})",
-                    provider=self.profile.id,
-                    retryable=True,
-                ) from None
-            except (
-                httpx2.HTTPError,
-                httpx2.InvalidURL,
-            ) as e:  # an undecodable body (DecodingError), a bad URL
-                raise UpstreamError(
-                    f"sent a reply that cannot be read ({type(e).__name__})", provider=self.profile.id
-                ) from None
-            if 200 <= status < 300:
-                return HttpReply(status, reply_headers, content)
-            if status in RETRY_STATUSES and not final:
+                status, reply_headers, content = await self._exchange(method, url, send_headers, json_body, data, files)
                 wait = _retry_after(reply_headers)
-                if wait is None or wait <= MAX_RETRY_AFTER:
-                    await self._backoff(attempt, wait)
-                    continue
-            raise self._error(status, content, reply_headers, classify)
+                if not 200 <= status < 300:
+                    raise self._error(status, content, wait, classify)
+                return await read(HttpReply(status, reply_headers, content))
+            except ImagegateError as error:
+                if attempt == self.max_retries or not error.retryable or (wait is not None and wait > MAX_RETRY_AFTER):
+                    raise
+                await self._backoff(attempt, wait)
         raise AssertionError("unreachable: the last attempt returns or raises")
 
+    async def _exchange(
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        json_body: Any,
+        data: Mapping[str, str] | None,
+        files: Sequence[tuple[str, tuple[str, bytes, str]]] | None,
+    ) -> tuple[int, Mapping[str, str], bytearray]:
+        """One request within the deadline: status, headers and the body (capped); transport
+        failures as errors of the tree, retryable where nothing can have reached the upstream's work."""
+        provider = self.profile.id
+        try:
+            with anyio.fail_after(self.timeout):  # the whole exchange, however slowly the bytes drip
+                async with self._http.stream(
+                    method, url, json=json_body, data=data, files=files, headers=headers
+                ) as response:
+                    limit = self.max_body if response.is_success else ERROR_BODY_BYTES
+                    return response.status_code, response.headers, await _body(response, limit)
+        except BodyTooLarge:
+            raise self._too_large("answered with a body") from None
+        except (httpx2.TimeoutException, TimeoutError) as e:
+            error = UpstreamTimeout(f"{provider} did not answer within {self.timeout:g} s", provider=provider)
+            error.retryable = isinstance(e, httpx2.ConnectTimeout)  # never connected: nothing was sent
+            raise error from None
+        except httpx2.TransportError as e:
+            message = f"could not reach {provider} ({type(e).__name__})"
+            raise UpstreamError(message, provider=provider, retryable=True) from None
+        except (httpx2.HTTPError, httpx2.InvalidURL) as e:  # an undecodable body (DecodingError), a bad URL
+            raise UpstreamError(f"sent a reply that cannot be read ({type(e).__name__})", provider=provider) from None
+
     def _error(
-        self, status: int, content: bytes | bytearray, headers: Mapping[str, str], classify: Classifier
+        self, status: int, content: bytes | bytearray, retry_after: float | None, classify: Classifier
     ) -> ImagegateError:
         error = classify(status, _parse_body(content), self.profile.id)
         error.message = self.redact(error.message) or error.message
         error.upstream_message = self.redact(error.upstream_message)
         error.provider = error.provider or self.profile.id
-        if isinstance(error, RateLimited):
-            header = _retry_after(headers)
-            if header is not None:  # else keep the classifier's hint from the body (Gemini RetryInfo)
-                error.retry_after = header
+        if retry_after is not None:  # else keep the classifier's hint from the body (Gemini RetryInfo)
+            error.retry_after = retry_after
+        if status in RETRY_STATUSES and isinstance(error, (UpstreamError, UpstreamTimeout)):
+            error.retryable = True  # a gateway's 502/503/504 is transient whatever code its body carries
         return error
 
     async def _backoff(self, attempt: int, retry_after: float | None) -> None:
@@ -365,10 +399,16 @@ class ProviderClient:
         await self._sleep(delay)
 
     async def post_json(
-        self, path: str, body: Any, classify: Classifier, headers: Mapping[str, str] | None = None
+        self,
+        path: str,
+        body: Any,
+        classify: Classifier,
+        headers: Mapping[str, str] | None = None,
+        read: Callable[[Any], T] | None = None,
     ) -> Any:
-        """POST a JSON body and return the parsed JSON reply."""
-        return await (await self.request("POST", path, classify, json_body=body, headers=headers)).parsed()
+        """POST a JSON body; the parsed reply, or what `read` makes of it (`read` may raise a
+        retryable error found in a 200 body, and the POST is retried)."""
+        return await self.call("POST", path, classify, _parsed_by(read), json_body=body, headers=headers)
 
     async def get_json(self, path: str, classify: Classifier) -> Any:
         return await (await self.request("GET", path, classify)).parsed()

@@ -233,5 +233,4 @@ def classify_error(status: int, body: Any, provider: str) -> ImagegateError:
 async def run(job: Job, client: ProviderClient) -> AdapterReply:
     """One generations call in the route's dialect."""
     path, body = build_request(job)
-    reply = await client.post_json(path, body, classify_error)
-    return parse_reply(reply, client.profile.id)
+    return await client.post_json(path, body, classify_error, read=lambda reply: parse_reply(reply, client.profile.id))

@@ -182,5 +182,5 @@ def _rate_limited(body: Any, provider: str, kw: dict[str, Any]) -> RateLimited:
 
 async def run(job: Job, client: ProviderClient) -> AdapterReply:
     """One generations call (with seed_images for edits)."""
-    body = await client.post_json(PATH, build_request(job), classify_error)
-    return parse_reply(body, client.profile.id)
+    # ModelGate marks retryable errors (is_retry; 500/508 "请稍后重试") in 200 bodies too: read inside the retry.
+    return await client.post_json(PATH, build_request(job), classify_error, read=lambda body: parse_reply(body, client.profile.id))

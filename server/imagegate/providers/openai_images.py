@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from ..errors import ContentRefused, ImagegateError, InsufficientBalance, NoImagesReturned, UpstreamError
 from .base import AdapterReply, Artifact, Job
-from .http import ProviderClient, default_error
+from .http import HttpReply, ProviderClient, default_error
 
 __all__ = ["build_request", "classify_error", "parse_reply", "run"]
 
@@ -118,8 +118,9 @@ async def run(job: Job, client: ProviderClient) -> AdapterReply:
     """One generations or edits call."""
     request = build_request(job)
     if request.json is not None:
-        body = await client.post_json(request.path, request.json, classify_error)
-    else:
-        reply = await client.request("POST", request.path, classify_error, data=request.form, files=request.files)
-        body = await reply.parsed()
-    return parse_reply(body)
+        return await client.post_json(request.path, request.json, classify_error, read=parse_reply)
+
+    async def read(reply: HttpReply) -> AdapterReply:
+        return parse_reply(await reply.parsed())
+
+    return await client.call("POST", request.path, classify_error, read, data=request.form, files=request.files)
