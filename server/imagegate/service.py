@@ -6,9 +6,12 @@ at start-up from the environment; everything it holds is immutable.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import time
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
+
+import anyio
 
 from .catalog import Catalog, load_catalog
 from .catalog.schema import Schema, conditional_chain, flat_schema
@@ -18,6 +21,7 @@ from .jobs import Jobs
 from .listing import ModelsAnswer, SizesAnswer, list_models, supported_sizes
 from .planner import InputPolicy
 from .providers import Registry
+from .providers.base import Adapter
 from .providers.http import Transport
 from .router import Router
 from .settings import Settings, load_settings
@@ -121,10 +125,19 @@ def _image_schemas(router: Router, catalog: Catalog, conditionals: bool) -> dict
     return schemas
 
 
-def build_service(env: Mapping[str, str] | None = None, transport: Transport | None = None) -> Service:
+def build_service(
+    env: Mapping[str, str] | None = None,
+    transport: Transport | None = None,
+    *,
+    adapters: Mapping[str, Adapter] | None = None,
+    sleep: Callable[[float], Awaitable[None]] | None = None,
+    clock: Callable[[], float] | None = None,
+) -> Service:
     """Read settings and catalog, and wire the service. Raises ConfigError on bad input files.
 
-    `transport` replaces the network (tests pass httpx2.MockTransport); nothing is opened here.
+    For tests: `transport` replaces the network (httpx2.MockTransport), `adapters` replace the
+    adapters of those protocols, `sleep` and `clock` how retries and polls wait and tell time.
+    Nothing is opened here.
     """
     settings = load_settings(env)
     catalog = load_catalog(settings.additions)
@@ -137,6 +150,9 @@ def build_service(env: Mapping[str, str] | None = None, transport: Transport | N
         timeout=settings.timeout,
         max_retries=settings.max_retries,
         transport=transport,
+        adapters=adapters or {},
+        sleep=sleep or anyio.sleep,
+        clock=clock or time.monotonic,
     )
     generator = Generator(
         registry,

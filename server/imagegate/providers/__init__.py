@@ -8,8 +8,11 @@ and closed together when the server stops.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Mapping
+import time
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+
+import anyio
 
 from ..catalog import ProviderSpec
 from ..errors import NotImplementedYet
@@ -42,10 +45,18 @@ class Registry:
     timeout: float
     max_retries: int
     transport: Transport | None = None
+    """Replaces the network (tests: httpx2.MockTransport)."""
+    adapters: Mapping[str, Adapter] = field(default_factory=dict)
+    """Adapters by protocol id that replace the shipped ones (tests: a fake adapter for the core)."""
+    sleep: Callable[[float], Awaitable[None]] = anyio.sleep
+    clock: Callable[[], float] = time.monotonic
+    """How the clients wait and tell time (retry backoff, polling): injectable, so tests need not wait."""
     _clients: dict[str, ProviderClient] = field(default_factory=dict)
 
     def adapter(self, protocol: str) -> Adapter:
         """The `run` coroutine of the module speaking `protocol`."""
+        if protocol in self.adapters:
+            return self.adapters[protocol]
         module = PROTOCOLS.get(protocol)
         if module is None:
             raise NotImplementedYet(f"the {protocol} protocol has no adapter in this version yet")
@@ -63,7 +74,14 @@ class Registry:
                 envelope=spec.envelope,
                 trusted_suffixes=tuple(spec.trusted_hosts),
             )
-            self._clients[provider] = ProviderClient(profile, timeout=self.timeout, max_retries=self.max_retries, transport=self.transport)
+            self._clients[provider] = ProviderClient(
+                profile,
+                timeout=self.timeout,
+                max_retries=self.max_retries,
+                transport=self.transport,
+                sleep=self.sleep,
+                clock=self.clock,
+            )
         return self._clients[provider]
 
     async def aclose(self) -> None:

@@ -252,12 +252,14 @@ class ProviderClient:
         max_retries: int,
         transport: Transport | None = None,
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+        clock: Callable[[], float] = time.monotonic,
     ):
         self.profile = profile
         self.timeout = timeout
         self.max_retries = max_retries
         self.max_body = DEFAULT_MAX_BODY
         self._sleep = sleep
+        self._clock = clock
         self._http = httpx2.AsyncClient(
             timeout=httpx2.Timeout(timeout, connect=min(CONNECT_TIMEOUT, timeout)),
             limits=POOL,
@@ -513,12 +515,12 @@ class ProviderClient:
 
         Cancellation (the caller's scope) stops it between or during calls.
         """
-        start = time.monotonic()
+        start = self._clock()
         while True:
             value = await fetch()
             if done(value):
                 return value
-            elapsed = time.monotonic() - start
+            elapsed = self._clock() - start
             if elapsed + interval > self.timeout:
                 raise UpstreamTimeout(
                     f"{self.profile.id} did not finish the task within {self.timeout:g} s",
