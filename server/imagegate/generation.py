@@ -34,7 +34,7 @@ from .imaging import ImageInfo, NotAnImage, Preview, PreviewPolicy, Source, make
 from .incoming import Incoming
 from .planner import InputPolicy, batches, check_result_url, load_inputs
 from .providers import Registry
-from .providers.base import AdapterReply, Artifact, InputImage, Job
+from .providers.base import AdapterReply, Artifact, Batch, InputImage
 from .providers.http import CheckUrl, ProviderClient
 from .storage import Store
 from .validation import ImageRequest
@@ -166,7 +166,7 @@ class _Previews:
 
 
 @dataclass
-class _Batch:
+class _BatchRun:
     index: int
     count: int
     first: int
@@ -214,7 +214,7 @@ class Generator:
         )
         plan = batches(request.n, route.per_call)
         starts = [sum(plan[:i]) for i in range(len(plan))]
-        work = [_Batch(i, count, starts[i] + 1) for i, count in enumerate(plan)]
+        work = [_BatchRun(i, count, starts[i] + 1) for i, count in enumerate(plan)]
         async with anyio.create_task_group() as group:
             group.start_soon(self._heartbeat, progress, route.provider, started, work, group.cancel_scope)
             async with anyio.create_task_group() as calls:
@@ -226,7 +226,7 @@ class Generator:
         return self._merge(request, work, time.monotonic() - started)
 
     async def _heartbeat(
-        self, progress: Progress, provider: str, started: float, work: list[_Batch], scope: anyio.CancelScope
+        self, progress: Progress, provider: str, started: float, work: list[_BatchRun], scope: anyio.CancelScope
     ) -> None:
         # Clients reset their idle timeouts on progress; say something at least every few seconds.
         while not scope.cancel_called:
@@ -240,15 +240,15 @@ class Generator:
     async def _run_batch(
         self,
         request: ImageRequest,
-        batch: _Batch,
-        adapter: Callable[[Job, ProviderClient], Awaitable[AdapterReply]],
+        batch: _BatchRun,
+        adapter: Callable[[Batch, ProviderClient], Awaitable[AdapterReply]],
         client: ProviderClient,
         images: tuple[InputImage, ...],
         mask: InputImage | None,
         progress: Progress,
         previews: PreviewPolicy | None,
     ) -> None:
-        job = Job(
+        job = Batch(
             tool="edit" if request.tool == "edit" else "generate",
             route=request.route,
             prompt=request.prompt,
@@ -282,7 +282,7 @@ class Generator:
     async def _save_one(
         self,
         request: ImageRequest,
-        batch: _Batch,
+        batch: _BatchRun,
         artifact: Artifact,
         index: int,
         client: ProviderClient,
@@ -304,7 +304,7 @@ class Generator:
     async def _save(
         self,
         request: ImageRequest,
-        batch: _Batch,
+        batch: _BatchRun,
         artifact: Artifact,
         index: int,
         client: ProviderClient,
@@ -389,7 +389,7 @@ class Generator:
         )  # refuse what is not an image before it gets a name
         return self.store.write_bytes(data.buffer if isinstance(data, Incoming) else data), info
 
-    def _merge(self, request: ImageRequest, work: list[_Batch], seconds: float) -> Outcome:
+    def _merge(self, request: ImageRequest, work: list[_BatchRun], seconds: float) -> Outcome:
         saved = tuple(image for batch in work for image in batch.saved)
         errors = [e for b in work for e in ([b.error] if b.error else []) + b.lost]
         if not saved:
@@ -437,7 +437,7 @@ def image_cap(route: Route) -> int:
     return route.largest_image * IMAGE_BYTES_PER_PIXEL + IMAGE_SLACK
 
 
-def _bounded(reply: AdapterReply, batch: _Batch, client: ProviderClient) -> AdapterReply:
+def _bounded(reply: AdapterReply, batch: _BatchRun, client: ProviderClient) -> AdapterReply:
     """The reply as it may go on: never more images than asked (the extras are dropped, and said), and
     every text from the body scrubbed of the key and clipped."""
     artifacts = reply.artifacts

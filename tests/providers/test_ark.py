@@ -26,7 +26,7 @@ from imagegate.errors import (
     UpstreamError,
 )
 from imagegate.providers.ark import build_request, classify_error, parse_reply, run
-from imagegate.providers.base import InputImage, Job
+from imagegate.providers.base import Batch, InputImage
 from imagegate.providers.http import ProviderClient, ProviderProfile
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "ark"
@@ -42,7 +42,7 @@ def route(model: str) -> Route:
     return next(r for r in load_catalog().routes_for(model) if r.provider == "ark")
 
 
-def job(model: str = "seedream-4.0", **kw: Any) -> Job:
+def job(model: str = "seedream-4.0", **kw: Any) -> Batch:
     fields: dict[str, Any] = {
         "tool": "generate",
         "route": route(model),
@@ -51,7 +51,7 @@ def job(model: str = "seedream-4.0", **kw: Any) -> Job:
         "size": ResolvedSize(2048, 2048, "1:1", "2K"),
         "knobs": {},
     }
-    return Job(**{**fields, **kw})
+    return Batch(**{**fields, **kw})
 
 
 def image(mime: str = "image/jpeg", url: str | None = None) -> InputImage:

@@ -27,7 +27,7 @@ from imagegate.errors import (
     UpstreamTimeout,
 )
 from imagegate.providers.atalk import build_request, classify_error, parse_reply, run
-from imagegate.providers.base import Artifact, InputImage, Job
+from imagegate.providers.base import Artifact, Batch, InputImage
 from imagegate.providers.http import ProviderClient, ProviderProfile
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "atalk"
@@ -44,9 +44,9 @@ def route(model: str) -> Route:
     return next(r for r in load_catalog().routes if r.provider == "atalk" and r.model == model)
 
 
-def job(model: str, size: ResolvedSize | None = None, prompt: str = PROMPT, **kw: Any) -> Job:
+def job(model: str, size: ResolvedSize | None = None, prompt: str = PROMPT, **kw: Any) -> Batch:
     fields: dict[str, Any] = {"knobs": {}, **kw}
-    return Job(
+    return Batch(
         tool="edit" if fields.get("images") else "generate",
         route=route(model),
         prompt=prompt,

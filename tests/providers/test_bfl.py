@@ -20,7 +20,7 @@ from imagegate.errors import (
     RateLimited,
     UpstreamError,
 )
-from imagegate.providers.base import InputImage, Job
+from imagegate.providers.base import Batch, InputImage
 from imagegate.providers.bfl import build_request, classify_error, is_finished, parse_result, parse_submit
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "bfl"
@@ -35,7 +35,7 @@ def route(model: str) -> Route:
     return next(r for r in load_catalog().routes_for(model) if r.provider == "bfl")
 
 
-def job(model: str = "flux-2-pro", **kw: Any) -> Job:
+def job(model: str = "flux-2-pro", **kw: Any) -> Batch:
     fields: dict[str, Any] = {
         "tool": "generate",
         "route": route(model),
@@ -44,7 +44,7 @@ def job(model: str = "flux-2-pro", **kw: Any) -> Job:
         "size": ResolvedSize(),
         "knobs": {},
     }
-    return Job(**{**fields, **kw})
+    return Batch(**{**fields, **kw})
 
 
 # ---- build_request

@@ -23,7 +23,7 @@ from imagegate.errors import (
     UpstreamTimeout,
 )
 from imagegate.providers import dashscope
-from imagegate.providers.base import InputImage, Job
+from imagegate.providers.base import Batch, InputImage
 from imagegate.providers.http import ProviderClient, ProviderProfile
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "dashscope"
@@ -42,7 +42,7 @@ def route(model: str, **wire: Any):
     return replace(found, wire=found.wire.model_copy(update=wire)) if wire else found
 
 
-def job(model: str = "qwen-image-plus", **changes: Any) -> Job:
+def job(model: str = "qwen-image-plus", **changes: Any) -> Batch:
     fields: dict[str, Any] = {
         "tool": "generate",
         "route": route(model),
@@ -51,7 +51,7 @@ def job(model: str = "qwen-image-plus", **changes: Any) -> Job:
         "size": ResolvedSize(1328, 1328, "1:1"),
         "knobs": {},
     }
-    return Job(**(fields | changes))
+    return Batch(**(fields | changes))
 
 
 # --- build_request ----------------------------------------------------------------------------------

@@ -28,7 +28,7 @@ from imagegate.errors import (
     UpstreamError,
     UpstreamTimeout,
 )
-from imagegate.providers.base import InputImage, Job
+from imagegate.providers.base import Batch, InputImage
 from imagegate.providers.gemini import build_request, classify_error, parse_reply, run
 from imagegate.providers.http import ProviderClient, ProviderProfile
 
@@ -47,9 +47,9 @@ def route(model: str) -> Route:
 NO_SIZE = ResolvedSize()
 
 
-def job(model: str, size: ResolvedSize = NO_SIZE, **kw: Any) -> Job:
+def job(model: str, size: ResolvedSize = NO_SIZE, **kw: Any) -> Batch:
     fields: dict[str, Any] = {"prompt": "a red fox", "count": 1, "knobs": {}, **kw}
-    return Job(tool="edit" if fields.get("images") else "generate", route=route(model), size=size, **fields)
+    return Batch(tool="edit" if fields.get("images") else "generate", route=route(model), size=size, **fields)
 
 
 def image_from(part: dict[str, Any], name: str) -> InputImage:

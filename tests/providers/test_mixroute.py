@@ -28,7 +28,7 @@ from imagegate.errors import (
     UpstreamError,
     UpstreamTimeout,
 )
-from imagegate.providers.base import InputImage, Job
+from imagegate.providers.base import Batch, InputImage
 from imagegate.providers.http import ProviderClient, ProviderProfile
 from imagegate.providers.mixroute import DIALECTS, build_request, classify_error, parse_reply, run
 
@@ -47,7 +47,7 @@ def route(model: str) -> Route:
     return next(r for r in load_catalog().routes_for(model) if r.provider == "mixroute")
 
 
-def job(model: str, **kw: Any) -> Job:
+def job(model: str, **kw: Any) -> Batch:
     fields: dict[str, Any] = {
         "tool": "generate",
         "route": route(model),
@@ -56,7 +56,7 @@ def job(model: str, **kw: Any) -> Job:
         "size": ResolvedSize(),
         "knobs": {},
     }
-    return Job(**{**fields, **kw})
+    return Batch(**{**fields, **kw})
 
 
 def image(width: int = 64, height: int = 64) -> InputImage:

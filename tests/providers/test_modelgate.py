@@ -26,7 +26,7 @@ from imagegate.errors import (
     UpstreamError,
     UpstreamTimeout,
 )
-from imagegate.providers.base import InputImage, Job
+from imagegate.providers.base import Batch, InputImage
 from imagegate.providers.http import ProviderClient, ProviderProfile
 from imagegate.providers.modelgate import build_request, classify_error, parse_reply, run
 
@@ -45,10 +45,10 @@ def route(model: str) -> Route:
     return next(r for r in load_catalog().routes if r.provider == "modelgate" and r.model == model)
 
 
-def job(model: str, size: str, count: int = 1, **kw: Any) -> Job:
+def job(model: str, size: str, count: int = 1, **kw: Any) -> Batch:
     width, height = (int(edge) for edge in size.split("x"))
     fields: dict[str, Any] = {"knobs": {}, **kw}
-    return Job(
+    return Batch(
         tool="edit" if fields.get("images") else "generate",
         route=route(model),
         prompt=PROMPT,

@@ -19,7 +19,7 @@ from ..errors import (
     RateLimited,
     UpstreamError,
 )
-from .base import AdapterReply, Artifact, Job, Warning
+from .base import AdapterReply, Artifact, Batch, RouteWarning
 from .http import ProviderClient, default_error
 
 __all__ = ["build_request", "classify_error", "parse_reply", "run"]
@@ -73,10 +73,10 @@ class WireRequest:
 
     path: str
     body: dict[str, Any]
-    warnings: tuple[Warning, ...] = ()
+    warnings: tuple[RouteWarning, ...] = ()
 
 
-def _size(job: Job) -> tuple[str | None, tuple[Warning, ...]]:
+def _size(job: Batch) -> tuple[str | None, tuple[RouteWarning, ...]]:
     """A tier alone, or WxH pixels: never both (§2, gotcha 6); SeedEdit takes only "adaptive"."""
     size = job.size
     if size.auto or job.route.sizes.kind == "input":
@@ -85,11 +85,11 @@ def _size(job: Job) -> tuple[str | None, tuple[Warning, ...]]:
         return size.pixels, ()
     if size.ratio:  # `size` has no aspect form (§2); the route's data should always give pixels
         detail = f"Ark cannot be asked for ratio {size.ratio} without pixels; it chose the shape itself"
-        return size.tier, (Warning("size", detail, "a WxH size"),)
+        return size.tier, (RouteWarning("size", detail, "a WxH size"),)
     return size.tier, ()
 
 
-def _images(job: Job) -> str | list[str] | None:
+def _images(job: Batch) -> str | list[str] | None:
     """One reference as a string, several as a list (§2); URLs as given, bytes as data URLs."""
     refs = [image.url or image.data_url() for image in job.images]
     if len(refs) > 1:
@@ -97,7 +97,7 @@ def _images(job: Job) -> str | list[str] | None:
     return refs[0] if refs else None
 
 
-def _knobs(job: Job) -> dict[str, Any]:
+def _knobs(job: Batch) -> dict[str, Any]:
     # The vocabulary's seed, guidance_scale and watermark are Ark's own field names. A default the
     # catalog states is sent when the knob is not given; none is set today, so watermark stays
     # Ark's default (on, gotcha 7) unless asked.
@@ -108,7 +108,7 @@ def _knobs(job: Job) -> dict[str, Any]:
     return fields
 
 
-def _group(job: Job) -> dict[str, Any]:
+def _group(job: Batch) -> dict[str, Any]:
     # Ark has no `n`: several images in one call need group mode (§2), which the route must offer.
     # The model may return fewer than max_images (gotcha 2); references + outputs must stay <= 15.
     if job.count <= 1 or not job.route.wire.sequential:
@@ -119,7 +119,7 @@ def _group(job: Job) -> dict[str, Any]:
     }
 
 
-def build_request(job: Job) -> WireRequest:
+def build_request(job: Batch) -> WireRequest:
     """Map a job (generate or edit alike) to the generations body."""
     size, warnings = _size(job)
     body: dict[str, Any] = {"model": job.route.upstream, "prompt": job.prompt}
@@ -203,7 +203,7 @@ def classify_error(status: int, body: Any, provider: str) -> ImagegateError:
     return default_error(status, body, provider)
 
 
-async def run(job: Job, client: ProviderClient) -> AdapterReply:
+async def run(job: Batch, client: ProviderClient) -> AdapterReply:
     """One generations call."""
     request = build_request(job)
     seed = job.knobs.get("seed")

@@ -21,7 +21,7 @@ from ..errors import (
     RateLimited,
     UpstreamError,
 )
-from .base import AdapterReply, Artifact, InputImage, Job
+from .base import AdapterReply, Artifact, Batch, InputImage
 from .http import ProviderClient, default_error
 
 __all__ = ["WireRequest", "build_request", "classify_error", "parse_reply", "run"]
@@ -90,7 +90,7 @@ def _image_value(image: InputImage) -> str:
     return image.url or image.base64()
 
 
-def _size_fields(job: Job) -> dict[str, Any]:
+def _size_fields(job: Batch) -> dict[str, Any]:
     size = job.size
     # width/height override aspect_ratio when both are given, so send one or the other (seeds/004, width).
     if size.width and size.height and job.route.wire.dialect in PIXEL_DIALECTS:
@@ -98,7 +98,7 @@ def _size_fields(job: Job) -> dict[str, Any]:
     return {"aspect_ratio": size.ratio} if size.ratio else {}
 
 
-def build_request(job: Job) -> WireRequest:
+def build_request(job: Batch) -> WireRequest:
     """Map a job (generate, or edit with references) to the one /images/generate request."""
     body: dict[str, Any] = {"model": job.route.upstream, "prompt": job.prompt}
     body.update((_image_field(i), _image_value(image)) for i, image in enumerate(job.images))
@@ -190,7 +190,7 @@ def classify_error(status: int, body: Any, provider: str) -> ImagegateError:
     return default_error(status, body, provider)
 
 
-async def run(job: Job, client: ProviderClient) -> AdapterReply:
+async def run(job: Batch, client: ProviderClient) -> AdapterReply:
     """One /images/generate call."""
     request = build_request(job)
     return await client.post_json(

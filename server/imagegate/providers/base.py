@@ -1,6 +1,6 @@
 """The contract between the core and the adapters.
 
-The core hands an adapter one `Job` (one upstream call: size resolved, count within the
+The core hands an adapter one `Batch` (one upstream call: size resolved, count within the
 route's per-call maximum, inputs already loaded) and a `ProviderClient`; the adapter maps it
 to its wire format and the reply back to an `AdapterReply`. Adapters never loop over n,
 retry, sleep, poll by hand, touch files or read settings.
@@ -20,7 +20,7 @@ from ..errors import UpstreamError
 if TYPE_CHECKING:
     from .http import ProviderClient
 
-__all__ = ["Adapter", "AdapterReply", "Artifact", "InputImage", "Job", "Warning"]
+__all__ = ["Adapter", "AdapterReply", "Artifact", "Batch", "InputImage", "RouteWarning"]
 
 Usage = Mapping[str, Any]
 """The upstream's own usage/cost object, passed through to sidecar and metadata as-is."""
@@ -47,8 +47,9 @@ class InputImage:
 
 
 @dataclass(frozen=True, slots=True)
-class Job:
-    """One upstream call."""
+class Batch:
+    """One upstream call of a tool call: size resolved, count within the route's per-call maximum,
+    inputs loaded (a call of n images is ⌈n / per_call⌉ batches)."""
 
     tool: Literal["generate", "edit"]
     route: Route
@@ -82,7 +83,7 @@ class Artifact:
 
 
 @dataclass(frozen=True, slots=True)
-class Warning:
+class RouteWarning:
     """A setting the route ignored or changed, said out loud (never silently)."""
 
     feature: str
@@ -98,7 +99,7 @@ class AdapterReply:
     """What one upstream call produced. `failures` counts images the upstream said it could not make."""
 
     artifacts: tuple[Artifact, ...]
-    warnings: tuple[Warning, ...] = ()
+    warnings: tuple[RouteWarning, ...] = ()
     usage: Usage | None = None
     note: str | None = None
     failures: tuple[str, ...] = ()
@@ -116,4 +117,4 @@ def decode_base64(text: str) -> bytes | bytearray:
 class Adapter(Protocol):
     """An adapter module exposes one coroutine with this signature."""
 
-    def __call__(self, job: Job, client: ProviderClient) -> Awaitable[AdapterReply]: ...
+    def __call__(self, job: Batch, client: ProviderClient) -> Awaitable[AdapterReply]: ...

@@ -11,7 +11,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from ..errors import ContentRefused, ImagegateError, NoImagesReturned, UpstreamError
-from .base import AdapterReply, Artifact, Job
+from .base import AdapterReply, Artifact, Batch
 from .http import ProviderClient, default_error
 
 __all__ = ["build_request", "classify_error", "is_finished", "parse_result", "parse_submit", "run"]
@@ -57,13 +57,13 @@ class _Task(BaseModel):
     details: Any = None
 
 
-def _input_fields(job: Job) -> dict[str, str]:
+def _input_fields(job: Batch) -> dict[str, str]:
     """References as `input_image`, `input_image_2`, … (§6.6): a URL as given, bytes as raw base64."""
     names = (f"input_image_{i}" if i > 1 else "input_image" for i in range(1, len(job.images) + 1))
     return {name: image.url or image.base64() for name, image in zip(names, job.images, strict=True)}
 
 
-def _size_fields(job: Job) -> dict[str, Any]:
+def _size_fields(job: Batch) -> dict[str, Any]:
     # FLUX.2 and FLUX1.1 [pro] take pixels, Kontext and Ultra a ratio (§3); the catalog's size rule
     # resolved whichever the route has. Nothing known: the model decides (FLUX.2: match the input).
     if job.size.width and job.size.height:
@@ -73,7 +73,7 @@ def _size_fields(job: Job) -> dict[str, Any]:
     return {}
 
 
-def build_request(job: Job) -> tuple[str, dict[str, Any]]:
+def build_request(job: Batch) -> tuple[str, dict[str, Any]]:
     """The submit path and JSON body for one task (one image: BFL has no `n`)."""
     body: dict[str, Any] = {"prompt": job.prompt, **_input_fields(job), **_size_fields(job)}
     body.update({WIRE_NAMES.get(name, name): value for name, value in job.knobs.items()})
@@ -175,7 +175,7 @@ def classify_error(status: int, body: Any, provider: str) -> ImagegateError:
     return error
 
 
-async def run(job: Job, client: ProviderClient) -> AdapterReply:
+async def run(job: Batch, client: ProviderClient) -> AdapterReply:
     """Submit one task, poll its polling_url until it finishes, and read the result."""
     path, body = build_request(job)
     polling_url, usage = parse_submit(await client.post_json(path, body, classify_error))

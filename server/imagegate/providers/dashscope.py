@@ -21,7 +21,7 @@ from ..errors import (
     RateLimited,
     UpstreamError,
 )
-from .base import AdapterReply, Artifact, Job
+from .base import AdapterReply, Artifact, Batch
 from .http import ProviderClient, default_error
 
 __all__ = [
@@ -98,13 +98,13 @@ class WireRequest:
         return bool(self.headers)
 
 
-def _dialect(job: Job) -> str:
+def _dialect(job: Batch) -> str:
     """`messages` (multimodal-generation, wan2.6 image-generation) or `prompt` (text2image tasks)."""
     wire = job.route.wire
     return wire.dialect or ("prompt" if wire.mode == "async" else "messages")
 
 
-def _parameters(job: Job, dialect: str) -> dict[str, Any]:
+def _parameters(job: Batch, dialect: str) -> dict[str, Any]:
     # `n` always: Wan defaults to 4 billed images (gotcha 10). Sizes are W*H with an asterisk (gotcha 1).
     parameters: dict[str, Any] = {"n": job.count}
     if job.size.width and job.size.height:
@@ -115,7 +115,7 @@ def _parameters(job: Job, dialect: str) -> dict[str, Any]:
     return parameters
 
 
-def _input(job: Job, dialect: str) -> dict[str, Any]:
+def _input(job: Batch, dialect: str) -> dict[str, Any]:
     images = [image.url or image.data_url() for image in job.images]
     if dialect == "prompt":  # §2.2; input.images is wan2.5-i2i's list of references
         fields: dict[str, Any] = {"prompt": job.prompt}
@@ -137,7 +137,7 @@ def _merge(body: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     return body
 
 
-def build_request(job: Job) -> WireRequest:
+def build_request(job: Batch) -> WireRequest:
     """Map a job to the sync call or the task submit its route names."""
     wire, dialect = job.route.wire, _dialect(job)
     body = {
@@ -265,7 +265,7 @@ def classify_error(status: int, body: Any, provider: str) -> ImagegateError:
     return default_error(status, body, provider)
 
 
-async def run(job: Job, client: ProviderClient) -> AdapterReply:
+async def run(job: Batch, client: ProviderClient) -> AdapterReply:
     """One sync call, or one task submitted and polled to its end."""
     provider = client.profile.id
     request = build_request(job)

@@ -21,7 +21,7 @@ from ..errors import (
     RateLimited,
     UpstreamError,
 )
-from .base import AdapterReply, Artifact, InputImage, Job, Warning
+from .base import AdapterReply, Artifact, Batch, InputImage, RouteWarning
 from .http import ProviderClient, default_error
 
 __all__ = ["WireRequest", "build_request", "classify_error", "parse_reply", "run"]
@@ -123,10 +123,10 @@ class WireRequest:
     path: str
     body: dict[str, Any]
     dialect: str
-    warnings: tuple[Warning, ...] = ()
+    warnings: tuple[RouteWarning, ...] = ()
 
 
-def _dialect(job: Job) -> str:
+def _dialect(job: Batch) -> str:
     dialect = job.route.wire.dialect or "gemini"
     if dialect not in DIALECTS:
         raise ConfigError(f"{job.route.where}: wire dialect {dialect!r} is not one of {', '.join(DIALECTS)}")
@@ -148,13 +148,13 @@ def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> None:
             base[key] = value
 
 
-def _apply_knobs_and_extra(job: Job, dialect: str, body: dict[str, Any]) -> tuple[Warning, ...]:
+def _apply_knobs_and_extra(job: Batch, dialect: str, body: dict[str, Any]) -> tuple[RouteWarning, ...]:
     nested: dict[str, Any] = body.setdefault(NESTED[dialect], {})
     warnings = []
     for name, value in job.knobs.items():
         path = KNOB_FIELDS[dialect].get(name)
         if path is None:
-            warnings.append(Warning(name, f"not sent: the {dialect} API has no field for it"))
+            warnings.append(RouteWarning(name, f"not sent: the {dialect} API has no field for it"))
             continue
         _put(nested, path, FORMAT_MIME.get(str(value), value) if name == "output_format" else value)
     top = {k: v for k, v in job.extra.items() if k in TOP_LEVEL[dialect]}
@@ -163,7 +163,7 @@ def _apply_knobs_and_extra(job: Job, dialect: str, body: dict[str, Any]) -> tupl
     return tuple(warnings)
 
 
-def _tier(job: Job) -> str | None:
+def _tier(job: Batch) -> str | None:
     # Only a rule with `tiers` names sizes the upstream accepts as a field: gemini-2.5-flash-image
     # answers 400 to any imageSize (gemini.md §6.2), Imagen Fast to sampleImageSize (imagen.md §3).
     return job.size.tier if job.size.tier in job.route.sizes.tiers else None
@@ -175,7 +175,7 @@ def _gemini_part(image: InputImage) -> dict[str, Any]:
     return {"inlineData": {"mimeType": image.mime, "data": image.base64()}}
 
 
-def _gemini_body(job: Job) -> dict[str, Any]:
+def _gemini_body(job: Batch) -> dict[str, Any]:
     image_config: dict[str, str] = {}
     if job.size.ratio:
         image_config["aspectRatio"] = job.size.ratio
@@ -188,7 +188,7 @@ def _gemini_body(job: Job) -> dict[str, Any]:
     return {"contents": [{"role": "user", "parts": parts}], "generationConfig": config}
 
 
-def _imagen_body(job: Job) -> dict[str, Any]:
+def _imagen_body(job: Batch) -> dict[str, Any]:
     # sampleCount defaults to 4 upstream: always send it (imagen.md §6.3). includeRaiReason makes
     # filtered images explain themselves instead of silently vanishing (§4).
     parameters: dict[str, Any] = {"sampleCount": job.count, "includeRaiReason": True}
@@ -199,7 +199,7 @@ def _imagen_body(job: Job) -> dict[str, Any]:
     return {"instances": [{"prompt": job.prompt}], "parameters": parameters}
 
 
-def build_request(job: Job) -> WireRequest:
+def build_request(job: Batch) -> WireRequest:
     """Map a job to `:generateContent` (Gemini image models) or `:predict` (Imagen)."""
     dialect = _dialect(job)
     if dialect == "gemini":
@@ -312,7 +312,7 @@ def classify_error(status: int, body: Any, provider: str) -> ImagegateError:
     return default_error(code, body, provider)
 
 
-async def run(job: Job, client: ProviderClient) -> AdapterReply:
+async def run(job: Batch, client: ProviderClient) -> AdapterReply:
     """One `:generateContent` or `:predict` call."""
     request = build_request(job)
     reply: AdapterReply = await client.post_json(

@@ -19,7 +19,7 @@ from ..errors import (
     NoImagesReturned,
     UpstreamError,
 )
-from .base import AdapterReply, Artifact, InputImage, Job
+from .base import AdapterReply, Artifact, Batch, InputImage
 from .http import ProviderClient, default_error
 
 __all__ = ["DIALECTS", "build_request", "classify_error", "parse_reply", "run"]
@@ -74,7 +74,7 @@ def _ref(image: InputImage) -> str:
     return image.url or image.data_url()
 
 
-def _gemini(job: Job) -> dict[str, Any]:
+def _gemini(job: Batch) -> dict[str, Any]:
     """Ratio `size` + `image_size` tier; references as `contents` parts after the text (doc: Gemini)."""
     knobs = dict(job.knobs)
     body: dict[str, Any] = {"n": job.count, "response_modalities": "image"}
@@ -92,14 +92,14 @@ def _gemini(job: Job) -> dict[str, Any]:
     return {**body, "contents": [{"role": "user", "parts": parts}]}
 
 
-def _seedream_size(job: Job) -> str | None:
+def _seedream_size(job: Batch) -> str | None:
     # "WxH" pixels, or a bare tier (the doc: "2K/4K"); SeedEdit follows its input ("adaptive", Ark).
     if job.size.auto:
         return "adaptive"
     return job.size.pixels or job.size.tier
 
 
-def _seedream(job: Job) -> dict[str, Any]:
+def _seedream(job: Batch) -> dict[str, Any]:
     """`size` WxH, seed/watermark/guidance_scale as-is; references as `contents` parts before the text."""
     body: dict[str, Any] = {"prompt": job.prompt, **job.knobs}
     if size := _seedream_size(job):
@@ -112,7 +112,7 @@ def _seedream(job: Job) -> dict[str, Any]:
     return body
 
 
-def _gpt_image(job: Job) -> dict[str, Any]:
+def _gpt_image(job: Batch) -> dict[str, Any]:
     """OpenAI's JSON fields, with the reference as a data-URL `image` string (doc: GPT Image)."""
     body: dict[str, Any] = {"prompt": job.prompt, "n": job.count, **job.knobs}
     if job.size.pixels:
@@ -123,7 +123,7 @@ def _gpt_image(job: Job) -> dict[str, Any]:
     return body
 
 
-def _qwen(job: Job) -> dict[str, Any]:
+def _qwen(job: Batch) -> dict[str, Any]:
     """DashScope's `input.messages` / `parameters` body (doc: 通義千問), images before the text."""
     content = [*({"image": _ref(i)} for i in job.images), {"text": job.prompt}]
     parameters: dict[str, Any] = dict(job.knobs)
@@ -135,7 +135,7 @@ def _qwen(job: Job) -> dict[str, Any]:
     return {**body, "parameters": parameters} if parameters else body
 
 
-DIALECTS: dict[str, Callable[[Job], dict[str, Any]]] = {
+DIALECTS: dict[str, Callable[[Batch], dict[str, Any]]] = {
     "gemini": _gemini,
     "seedream": _seedream,
     "gpt-image": _gpt_image,
@@ -143,7 +143,7 @@ DIALECTS: dict[str, Callable[[Job], dict[str, Any]]] = {
 }
 
 
-def build_request(job: Job) -> tuple[str, dict[str, Any]]:
+def build_request(job: Batch) -> tuple[str, dict[str, Any]]:
     """The path and JSON body of one call, in the family's dialect (`job.route.wire.dialect`)."""
     wire = job.route.wire
     family = DIALECTS.get(wire.dialect or "")
@@ -230,7 +230,7 @@ def classify_error(status: int, body: Any, provider: str) -> ImagegateError:
     return error
 
 
-async def run(job: Job, client: ProviderClient) -> AdapterReply:
+async def run(job: Batch, client: ProviderClient) -> AdapterReply:
     """One generations call in the route's dialect."""
     path, body = build_request(job)
     return await client.post_json(path, body, classify_error, read=lambda reply: parse_reply(reply, client.profile.id))

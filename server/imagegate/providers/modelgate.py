@@ -20,7 +20,7 @@ from ..errors import (
     RateLimited,
     UpstreamError,
 )
-from .base import AdapterReply, Artifact, InputImage, Job
+from .base import AdapterReply, Artifact, Batch, InputImage
 from .http import ProviderClient, default_error
 
 __all__ = ["build_request", "classify_error", "parse_reply", "run"]
@@ -69,7 +69,7 @@ def _seed_image(image: InputImage) -> str:
     return image.url if image.url is not None else image.data_url()
 
 
-def build_request(job: Job) -> dict[str, Any]:
+def build_request(job: Batch) -> dict[str, Any]:
     """The JSON body, its fields in the order the doc's own examples send them."""
     values: dict[str, Any] = {
         "output_type": job.route.wire.response_format or DEFAULT_OUTPUT_TYPE,
@@ -180,7 +180,7 @@ def _rate_limited(body: Any, provider: str, kw: dict[str, Any]) -> RateLimited:
     return error
 
 
-async def run(job: Job, client: ProviderClient) -> AdapterReply:
+async def run(job: Batch, client: ProviderClient) -> AdapterReply:
     """One generations call (with seed_images for edits)."""
     # ModelGate marks retryable errors (is_retry; 500/508 "请稍后重试") in 200 bodies too: read inside the retry.
     return await client.post_json(PATH, build_request(job), classify_error, read=lambda body: parse_reply(body, client.profile.id))

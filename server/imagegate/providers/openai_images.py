@@ -11,7 +11,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from ..errors import ContentRefused, ImagegateError, InsufficientBalance, NoImagesReturned, UpstreamError
-from .base import AdapterReply, Artifact, Job
+from .base import AdapterReply, Artifact, Batch
 from .http import HttpReply, ProviderClient, default_error
 
 __all__ = ["build_request", "classify_error", "parse_reply", "run"]
@@ -45,13 +45,13 @@ class WireRequest:
     files: list[tuple[str, tuple[str, bytes, str]]] | None = None
 
 
-def _size(job: Job) -> str | None:
+def _size(job: Batch) -> str | None:
     if job.size.auto:
         return "auto"
     return job.size.pixels
 
 
-def _common(job: Job) -> dict[str, Any]:
+def _common(job: Batch) -> dict[str, Any]:
     fields: dict[str, Any] = {"model": job.route.upstream, "prompt": job.prompt, "n": job.count}
     if size := _size(job):
         fields["size"] = size
@@ -67,7 +67,7 @@ def _file(name: str, image: Any) -> tuple[str, tuple[str, bytes, str]]:
     return name, (f"{name.strip('[]')}.{extension}", image.data, image.mime)
 
 
-def build_request(job: Job) -> WireRequest:
+def build_request(job: Batch) -> WireRequest:
     """Map a job to the generations (JSON) or edits (multipart) request."""
     fields = _common(job)
     if job.tool == "generate":
@@ -114,7 +114,7 @@ def classify_error(status: int, body: Any, provider: str) -> ImagegateError:
     return default_error(status, body, provider)
 
 
-async def run(job: Job, client: ProviderClient) -> AdapterReply:
+async def run(job: Batch, client: ProviderClient) -> AdapterReply:
     """One generations or edits call."""
     request = build_request(job)
     if request.json is not None:

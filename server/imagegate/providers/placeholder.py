@@ -10,7 +10,7 @@ import hashlib
 import anyio
 
 from ..imaging import draw_placeholder
-from .base import AdapterReply, Artifact, Job
+from .base import AdapterReply, Artifact, Batch
 from .http import ProviderClient
 
 __all__ = ["LABEL", "run"]
@@ -20,7 +20,7 @@ NOTE = "placeholder images from imagegate's offline test provider, not from a re
 DEFAULT_EDGE = 1024
 
 
-def _seed(job: Job, index: int) -> int:
+def _seed(job: Batch, index: int) -> int:
     given = job.knobs.get("seed")
     if isinstance(given, int):
         return given + index
@@ -28,13 +28,13 @@ def _seed(job: Job, index: int) -> int:
     return int.from_bytes(digest[:4], "big")
 
 
-def _dimensions(job: Job) -> tuple[int, int]:
+def _dimensions(job: Batch) -> tuple[int, int]:
     if job.size.width and job.size.height:
         return job.size.width, job.size.height
     return DEFAULT_EDGE, DEFAULT_EDGE
 
 
-async def run(job: Job, client: ProviderClient) -> AdapterReply:
+async def run(job: Batch, client: ProviderClient) -> AdapterReply:
     """Draw `job.count` images in a worker thread (Pillow is CPU work); `client` is never used."""
     del client
     width, height = _dimensions(job)
