@@ -1,35 +1,29 @@
 """The MCP surface: four tools on the SDK's low-level server, thin handlers over the service.
 
-The only module that imports `mcp`. It attaches the catalog-derived schemas, dispatches
+The MCP tool surface (with transports.py, the only modules that import `mcp`). It attaches the catalog-derived schemas, dispatches
 calls, and is the error boundary: an ImagegateError becomes an `isError` result with its
 agent text; anything else becomes "internal error (ref …)" and is logged to stderr only.
 """
 
 from __future__ import annotations
 
-import hmac
 import json
 import logging
-import os
-import sys
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
-from contextlib import asynccontextmanager, contextmanager, suppress
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from functools import partial
-from typing import Any, BinaryIO, Literal
+from typing import Any
 
 import anyio
 import mcp_types as types
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel import Server
 from mcp.shared.exceptions import MCPError
-from mcp.shared.message import SessionMessage
 from pydantic import BaseModel
 
-from . import __version__, codec, framing, gallery
+from . import __version__, codec, gallery
 from .errors import ImagegateError, InvalidRequest
-from .framing import Refusal
 from .generation import Outcome
 from .imaging import PreviewPolicy
 from .jobs import Job
@@ -37,7 +31,7 @@ from .listing import ModelsAnswer, SizesAnswer
 from .results import ImageResult, metadata, previews, summary
 from .service import Service, build_service
 
-__all__ = ["TOOL_DESCRIPTIONS", "create_server", "serve_http", "serve_stdio"]
+__all__ = ["TOOL_DESCRIPTIONS", "create_server"]
 
 log = logging.getLogger("imagegate")
 READ_ONLY_TOOLS = ("list_models", "get_supported_sizes", "get_image_job")
@@ -329,248 +323,3 @@ def create_server(service_factory: Callable[[], Service] = build_service) -> Ser
         on_list_resource_templates=list_resource_templates,
         on_read_resource=read_resource,
     )
-
-
-async def serve_stdio(service: Service) -> None:
-    """Serve MCP over stdin/stdout until the client closes the stream."""
-    server = create_server(lambda: service)
-    async with _stdio_transport() as (read_stream, write_stream):
-        await server.run(read_stream, write_stream, server.create_initialization_options())
-
-
-# Our own stdio transport, modelled on the SDK's `mcp.server.stdio.stdio_server`, rather than a
-# wrapper around its read stream: that reader turns a line it cannot validate into a bare
-# exception, which the server drops with a debug log, so the raw line and its id are gone before
-# a wrapper sees anything; and a request with a malformed id passes pydantic as a notification.
-# Owning the reader and the writer also lets a batch's answers go back as one array. Valid lines
-# still cost one parse, the SDK's own `validate_json`: only a line it refuses, or a notification
-# (small), is parsed a second time to find out what is wrong with it.
-class _Wire:
-    """One stdio connection's framing: the negotiated protocol version, batches in flight."""
-
-    def __init__(self) -> None:
-        self.version: str | None = None
-        self.initialize_id: types.RequestId | None = None
-        self.batches = framing.Batches()
-
-    def incoming(self, line: bytes) -> list[SessionMessage | bytes]:
-        """A line from the client as messages for the server and frames to write straight back."""
-        if not line.strip():
-            return []  # a blank line between messages carries none
-        try:
-            message = types.jsonrpc_message_adapter.validate_json(line, by_name=False)
-        except ValueError:
-            return self._refused(line)
-        if isinstance(message, types.JSONRPCNotification):
-            return self._refused(line)  # it may be a request whose id pydantic ignored
-        return self._forward(message)
-
-    def outgoing(self, item: SessionMessage) -> bytes | None:
-        """A message from the server as the frame to write (None while its batch is incomplete)."""
-        message = item.message
-        frame = message.model_dump_json(by_alias=True, exclude_unset=True).encode()
-        if isinstance(message, types.JSONRPCResponse) and message.id == self.initialize_id:
-            version = message.result.get("protocolVersion")
-            self.version = version if isinstance(version, str) else None
-        if isinstance(message, types.JSONRPCResponse | types.JSONRPCError) and message.id in self.batches:
-            return self.batches.settle(message.id, frame)
-        return frame
-
-    def _refused(self, line: bytes) -> list[SessionMessage | bytes]:
-        value = framing.parse(line)
-        if isinstance(value, Refusal):
-            return [value.encode()]
-        if isinstance(value, list):
-            return self._batch(value)
-        checked = self._check(value, framing.problem)
-        return [checked.encode()] if isinstance(checked, Refusal) else self._forward(checked)
-
-    def _check(self, value: Any, problem: Callable[[Any], Refusal | None]) -> types.JSONRPCMessage | Refusal:
-        refusal = problem(value)
-        if refusal is not None:
-            return refusal
-        try:
-            return types.jsonrpc_message_adapter.validate_python(value, by_name=False)
-        except ValueError:  # a shape framing.problem lets pass and the SDK's models do not
-            return framing.invalid("not a valid JSON-RPC message", framing.readable_id(value))
-
-    def _batch(self, batch: list[Any]) -> list[SessionMessage | bytes]:
-        """Serve each member where the negotiated version allows batches (2025-03-26), else refuse all."""
-        refusal = framing.batch_refusal(batch, self.version)
-        if refusal is not None:
-            return [refusal.encode()]
-        answers: list[bytes] = []
-        waiting: list[types.RequestId] = []
-        out: list[SessionMessage | bytes] = []
-        for value in batch:
-            checked = self._check(value, framing.element_problem)
-            rid = checked.id if isinstance(checked, types.JSONRPCRequest) else None
-            if rid is not None and (rid in waiting or rid in self.batches):
-                checked = framing.invalid("duplicate id in a batch", rid)
-            if isinstance(checked, Refusal):
-                answers.append(checked.encode())
-                continue
-            if isinstance(checked, types.JSONRPCRequest):
-                waiting.append(checked.id)
-            out += self._forward(checked)
-        array = self.batches.open(waiting, answers)
-        return out if array is None else [*out, array]
-
-    def _forward(self, message: types.JSONRPCMessage) -> list[SessionMessage | bytes]:
-        out: list[SessionMessage | bytes] = [SessionMessage(message)]
-        if isinstance(message, types.JSONRPCRequest):
-            meta = (message.params or {}).get("_meta")
-            if message.method == "initialize":
-                self.initialize_id = message.id
-            elif isinstance(meta, dict) and isinstance(meta.get(types.PROTOCOL_VERSION_META_KEY), str):
-                self.version = meta[types.PROTOCOL_VERSION_META_KEY]  # the 2026-07-28 per-request envelope
-        elif isinstance(message, types.JSONRPCNotification) and message.method == "notifications/cancelled":
-            cancelled = (message.params or {}).get("requestId")
-            array = self.batches.settle(cancelled, None) if cancelled in self.batches else None
-            out += [array] if array is not None else []  # a cancelled request is owed no answer
-        return out
-
-
-ReadStream = MemoryObjectReceiveStream[SessionMessage | Exception]
-WriteStream = MemoryObjectSendStream[SessionMessage | bytes]
-
-
-@asynccontextmanager
-async def _stdio_transport() -> AsyncIterator[tuple[ReadStream, WriteStream]]:
-    """The server's stream pair over stdin/stdout, one JSON-RPC message per line (logs go to stderr)."""
-    wire = _Wire()
-    to_server, from_client = anyio.create_memory_object_stream[SessionMessage | Exception](0)
-    to_client, outbox = anyio.create_memory_object_stream[SessionMessage | bytes](0)
-    refusals = to_client.clone()  # frames the reader answers itself, in line with the server's
-
-    async def read(source: BinaryIO) -> None:
-        async with to_server, refusals:
-            async for line in anyio.wrap_file(source):
-                for item in wire.incoming(line):
-                    try:
-                        if isinstance(item, bytes):
-                            await refusals.send(item)
-                        else:
-                            await to_server.send(item)
-                    except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-                        return  # the server has stopped reading
-
-    async def write(sink: BinaryIO) -> None:
-        async with outbox:
-            async for item in outbox:
-                frame = item if isinstance(item, bytes) else wire.outgoing(item)
-                if frame is not None:
-                    await anyio.to_thread.run_sync(_write_line, sink, frame)
-
-    with _claim_std(0, "rb") as stdin, _claim_std(1, "wb") as stdout:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(read, stdin)
-            tg.start_soon(write, stdout)
-            yield from_client, to_client
-
-
-def _write_line(sink: BinaryIO, frame: bytes) -> None:
-    sink.write(frame + b"\n")
-    sink.flush()
-
-
-@contextmanager
-def _claim_std(fd: int, mode: Literal["rb", "wb"]) -> Iterator[BinaryIO]:
-    """The wire on fd 0 or 1 as a private file, while fd itself points at the null device (stdin) or
-    stderr (stdout), so a stray read or print in a library misses the protocol; as the SDK's
-    stdio_server does (its helper is private). Restored on exit. Without a real fd: the sys stream."""
-    stream = sys.stdin if fd == 0 else sys.stdout
-    private = _private_copy(fd, stream)
-    if private is None:
-        yield stream.buffer
-        return
-    _point(fd, _diversion(fd))
-    try:
-        # closefd=False: a worker thread may still block on it after the transport exits (SDK note).
-        yield os.fdopen(private, mode, closefd=False)
-    finally:
-        if fd == 1:
-            with suppress(Exception):
-                sys.stdout.flush()  # buffered stray prints go to stderr, not to the restored wire
-        _point(fd, private, close=False)
-
-
-def _private_copy(fd: int, stream: Any) -> int | None:
-    """A copy of fd above the standard range, or None where there is no fd to claim."""
-    try:
-        if stream.buffer.fileno() != fd:
-            return None
-        if sys.platform == "win32":
-            copy = os.dup(fd)
-        else:
-            import fcntl
-
-            copy = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3)
-    except (AttributeError, OSError, ValueError):
-        return None
-    if copy <= 2:
-        os.close(copy)
-        return None
-    return copy
-
-
-def _diversion(fd: int) -> int:
-    try:
-        return os.open(os.devnull, os.O_RDONLY) if fd == 0 else os.dup(2)
-    except OSError:
-        return os.open(os.devnull, os.O_RDWR)
-
-
-def _point(fd: int, target: int, close: bool = True) -> None:
-    os.dup2(target, fd)
-    if close:
-        os.close(target)
-    if sys.platform == "win32":  # subprocesses inherit the Win32 handle slot, not the CRT fd
-        from mcp.os.win32.utilities import rebind_std_handle_to_fd
-
-        with suppress(OSError):
-            rebind_std_handle_to_fd(fd)
-
-
-def serve_http(service: Service, host: str, port: int, allowed_hosts: Sequence[str] = ()) -> None:
-    """Serve MCP over stateless Streamable HTTP at /mcp.
-
-    Loopback by default, where the SDK checks Host and Origin against DNS rebinding; any other
-    bind should name the hosts clients use (`allowed_hosts`). With IMAGEGATE_HTTP_TOKEN set,
-    every request must carry it as a bearer token.
-    """
-    import uvicorn
-    from mcp.server.transport_security import TransportSecuritySettings
-
-    security = None
-    if allowed_hosts:
-        origins = [f"{scheme}://{h}" for h in allowed_hosts for scheme in ("http", "https")]
-        security = TransportSecuritySettings(enable_dns_rebinding_protection=True, allowed_hosts=list(allowed_hosts), allowed_origins=origins)
-    elif host not in LOOPBACK_HOSTS:
-        log.warning("serving on %s with no --allow-host: Host and Origin are not checked", host)
-    server = create_server(lambda: service)
-    app: Any = server.streamable_http_app(stateless_http=True, host=host, transport_security=security)
-    app = framing.short_errors(app)  # short JSON-RPC errors for malformed bodies, not validation dumps
-    if service.settings.http_token is not None:
-        app = require_bearer(app, service.settings.http_token.get_secret_value())
-    uvicorn.run(app, host=host, port=port, log_level="warning")
-
-
-LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
-
-
-def require_bearer(app: Any, token: str) -> Any:
-    """An ASGI wrapper answering 401 to any HTTP request without `Authorization: Bearer <token>`."""
-    expected = f"Bearer {token}".encode()
-
-    async def guarded(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] == "http":
-            given = dict(scope.get("headers") or []).get(b"authorization", b"")
-            if not hmac.compare_digest(given, expected):
-                headers = [(b"content-type", b"application/json"), (b"www-authenticate", b"Bearer")]
-                await send({"type": "http.response.start", "status": 401, "headers": headers})
-                await send({"type": "http.response.body", "body": b'{"error": "a bearer token is required"}'})
-                return
-        await app(scope, receive, send)
-
-    return guarded

@@ -141,7 +141,7 @@ def _run(service: Service, args: argparse.Namespace) -> int:
 def _serve(service: Service, args: argparse.Namespace) -> int:
     import anyio
 
-    from .app import serve_http, serve_stdio
+    from .transports import serve_http, serve_stdio
 
     if getattr(args, "transport", "stdio") == "http":
         serve_http(service, args.host, args.port, args.allow_host)

@@ -8,7 +8,14 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[2] / "server" / "imagegate"
-OWNERS = {"mcp": {"app.py"}, "mcp_types": {"app.py"}, "httpx2": {"providers/http.py"}, "PIL": {"imaging.py"}, "uvicorn": {"app.py"}, "pybase64": {"codec.py"}}
+OWNERS = {
+    "mcp": {"app.py", "transports.py"},
+    "mcp_types": {"app.py", "transports.py"},
+    "httpx2": {"providers/http.py"},
+    "PIL": {"imaging.py"},
+    "uvicorn": {"transports.py"},
+    "pybase64": {"codec.py"},
+}
 
 
 def imports(path: Path) -> set[str]:
