@@ -25,7 +25,6 @@ from pydantic import BaseModel
 from . import __version__, codec, gallery
 from .errors import ImagegateError, InvalidRequest
 from .generation import Outcome
-from .imaging import PreviewPolicy
 from .jobs import Job
 from .listing import ModelsAnswer, SizesAnswer
 from .results import ImageResult, metadata, previews, summary
@@ -202,18 +201,13 @@ async def _job_answer(service: Service, job: Job, finished: bool, budget: float 
 async def _run_image_tool(ctx: ServerRequestContext[Service], name: str, arguments: dict[str, Any] | None) -> types.CallToolResult:
     """Validate at once; run the call as a job; wait for it up to this client's budget."""
     service = ctx.lifespan_context
-    request = service.validate(name, arguments)
     report, live = _progress(ctx), [True]
 
-    async def work(job: Job) -> Outcome:
-        async def progress(message: str) -> None:
-            job.progress = message
-            if live[0]:  # a token is void once the call has answered
-                await report(message)
+    async def progress(message: str) -> None:
+        if live[0]:  # a token is void once the call has answered
+            await report(message)
 
-        return await service.generator.run(request, progress, PreviewPolicy(service.settings.preview_max_edge, service.settings.preview_max_bytes))
-
-    job = service.jobs.start(name, work)
+    job = service.start_image_tool(name, arguments, progress)
     budget = service.settings.wait_budget_for(_client(ctx))
     try:
         finished = await service.jobs.wait(job, budget)

@@ -17,7 +17,8 @@ from .catalog import Catalog, load_catalog
 from .catalog.schema import Schema, conditional_chain, flat_schema
 from .catalog.spec import CAPABILITIES
 from .generation import Generator, Outcome, Progress
-from .jobs import Jobs
+from .imaging import PreviewPolicy
+from .jobs import Job, Jobs
 from .listing import ModelsAnswer, SizesAnswer, list_models, supported_sizes
 from .planner import InputPolicy
 from .providers import Registry
@@ -49,9 +50,24 @@ class Service:
         return self.validator.validate(IMAGE_TOOLS[tool_name], arguments)
 
     async def run_image_tool(self, tool_name: str, arguments: Mapping[str, Any] | None, progress: Progress) -> Outcome:
-        """Validate, then generate or edit; every image is saved before this returns."""
+        """Validate, then generate or edit, waiting for the end (the CLI); every image is saved
+        before this returns. No previews: a person has the files."""
+        return await self.generator.run(self.validate(tool_name, arguments), progress)
+
+    def start_image_tool(self, tool_name: str, arguments: Mapping[str, Any] | None, progress: Progress) -> Job:
+        """Validate at once (raising InvalidRequest or NotConfigured), then run the call as a job that
+        can outlive its request (the MCP tools), with previews as the settings size them."""
         request = self.validate(tool_name, arguments)
-        return await self.generator.run(request, progress)
+        previews = PreviewPolicy(self.settings.preview_max_edge, self.settings.preview_max_bytes)
+
+        async def work(job: Job) -> Outcome:
+            async def report(message: str) -> None:
+                job.progress = message
+                await progress(message)
+
+            return await self.generator.run(request, report, previews)
+
+        return self.jobs.start(tool_name, work)
 
     async def aclose(self) -> None:
         """Close the providers' connection pools."""
