@@ -14,8 +14,7 @@ from typing import Any
 import anyio
 
 from .catalog import Catalog, load_catalog
-from .catalog.schema import Schema, conditional_chain, flat_schema
-from .catalog.spec import CAPABILITIES
+from .catalog.schema import Schema, conditional_chain, flat_schema, listing_schemas
 from .generation import Generator, Outcome, Progress
 from .imaging import PreviewPolicy
 from .jobs import Job, Jobs
@@ -95,39 +94,6 @@ def _present(arguments: Mapping[str, Any] | None) -> dict[str, Any]:
     return {k: v for k, v in (arguments or {}).items() if v is not None}
 
 
-def _listing_schemas(router: Router) -> dict[str, Schema]:
-    providers = list(router.provider_order)
-    return {
-        "list_models": {
-            "type": "object",
-            "properties": {
-                "provider": {"type": "string", "enum": providers, "description": "Only this provider's models."},
-                "capability": {"type": "string", "enum": list(CAPABILITIES), "description": "Only models with this capability."},
-            },
-            "additionalProperties": False,
-        },
-        "get_image_job": {
-            "type": "object",
-            "properties": {
-                "job": {"type": "string", "description": "The id an image call handed back."},
-                "wait": {"type": "number", "minimum": 0, "description": "Seconds to wait for it; default: as long as a call may."},
-            },
-            "required": ["job"],
-            "additionalProperties": False,
-        },
-        "get_supported_sizes": {
-            "type": "object",
-            "properties": {
-                "model": {"type": "string", "description": "Model id or alias."},
-                "provider": {"type": "string", "enum": providers, "description": "Provider; default: the one a call would use."},
-                "resolution": {"type": "string", "description": "Only sizes of this tier (1K, 2K, 4K…)."},
-            },
-            "required": ["model"],
-            "additionalProperties": False,
-        },
-    }
-
-
 def _image_schemas(router: Router, catalog: Catalog, conditionals: bool) -> dict[str, Schema]:
     schemas: dict[str, Schema] = {}
     for tool_name, tool in IMAGE_TOOLS.items():
@@ -158,7 +124,7 @@ def build_service(
     settings = load_settings(env)
     catalog = load_catalog(settings.additions)
     router = Router(catalog, settings)
-    schemas = _image_schemas(router, catalog, settings.schema_conditionals) | _listing_schemas(router)
+    schemas = _image_schemas(router, catalog, settings.schema_conditionals) | listing_schemas(router.provider_order)
     validator = Validator(router, catalog.knobs, schemas)
     registry = Registry(
         credentials=router.credentials,

@@ -10,9 +10,9 @@ from typing import Any
 
 from .routes import Route
 from .sizes import describe_rule, rule_options, rule_tiers
-from .spec import KnobDef, KnobRule, SizeRule
+from .spec import CAPABILITIES, KnobDef, KnobRule, SizeRule
 
-__all__ = ["TOOL_ARGUMENTS", "flat_schema", "route_schema", "conditional_chain"]
+__all__ = ["TOOL_ARGUMENTS", "conditional_chain", "flat_schema", "listing_schemas", "route_schema"]
 
 Schema = dict[str, Any]
 TOOL_ARGUMENTS = {
@@ -172,3 +172,37 @@ def conditional_chain(tool: str, routes: Sequence[Route], knob_defs: Mapping[str
 
 def _strip_descriptions(prop: Any) -> Any:
     return {k: v for k, v in prop.items() if k != "description"} if isinstance(prop, dict) else prop
+
+
+def listing_schemas(provider_order: Sequence[str]) -> dict[str, Schema]:
+    """The input schemas of the listing tools and get_image_job (the image tools' come from routes)."""
+    providers = list(provider_order)
+    return {
+        "list_models": {
+            "type": "object",
+            "properties": {
+                "provider": {"type": "string", "enum": providers, "description": "Only this provider's models."},
+                "capability": {"type": "string", "enum": list(CAPABILITIES), "description": "Only models with this capability."},
+            },
+            "additionalProperties": False,
+        },
+        "get_image_job": {
+            "type": "object",
+            "properties": {
+                "job": {"type": "string", "description": "The id an image call handed back."},
+                "wait": {"type": "number", "minimum": 0, "description": "Seconds to wait for it; default: as long as a call may."},
+            },
+            "required": ["job"],
+            "additionalProperties": False,
+        },
+        "get_supported_sizes": {
+            "type": "object",
+            "properties": {
+                "model": {"type": "string", "description": "Model id or alias."},
+                "provider": {"type": "string", "enum": providers, "description": "Provider; default: the one a call would use."},
+                "resolution": {"type": "string", "description": "Only sizes of this tier (1K, 2K, 4K…)."},
+            },
+            "required": ["model"],
+            "additionalProperties": False,
+        },
+    }
