@@ -19,24 +19,23 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import anyio
-from anyio.abc import TaskGroup
 
-from . import __version__, codec
+from . import codec
 from .catalog import Route
 from .errors import ImagegateError, NoImagesReturned, StorageError, UpstreamError, clip
-from .imaging import ImageInfo, NotAnImage, Preview, PreviewPolicy, Source, make_preview, probe
+from .imaging import ImageInfo, NotAnImage, Preview, PreviewPolicy, Source, probe
 from .incoming import Incoming
 from .planner import InputPolicy, batches, check_result_url, load_inputs
+from .previewing import Previews
 from .providers import Registry
 from .providers.base import AdapterReply, Artifact, Batch, InputImage
 from .providers.http import CheckUrl, ProviderClient
-from .storage import Store
+from .storage import Sidecar, Store
 from .validation import ImageRequest
 
 __all__ = ["Generator", "Outcome", "Progress", "SavedImage"]
@@ -85,84 +84,6 @@ class Outcome:
     usage: tuple[Any, ...] = ()
     notes: tuple[str, ...] = ()
     seconds: float = 0.0
-
-
-@dataclass(frozen=True, slots=True)
-class _PreviewJob:
-    """A preview to make for one image: per-image caps from the call's policy and its share of the budget."""
-
-    max_edge: int
-    max_bytes: int
-    alpha: bool
-
-
-@dataclass
-class _Made:
-    """A preview being made in a worker thread."""
-
-    ready: anyio.Event = field(default_factory=anyio.Event)
-    preview: Preview | None = None
-
-    async def result(self) -> Preview | None:
-        await self.ready.wait()
-        return self.preview
-
-
-class _Previews:
-    """The previews of one batch, begun as soon as each image's bytes begin to arrive and running in
-    the batch's task group; an image past the call's preview budget gets none."""
-
-    def __init__(
-        self,
-        group: TaskGroup,
-        limiter: anyio.CapacityLimiter,
-        policy: PreviewPolicy | None,
-        request: ImageRequest,
-        first: int,
-    ):
-        self._group, self._limiter, self._policy, self._request, self._first = (
-            group,
-            limiter,
-            policy,
-            request,
-            first,
-        )
-        self._streamed: dict[int, tuple[bytearray, _Made | None]] = {}
-        self._incoming: list[Incoming] = []
-
-    def start(self, source: Source, index: int) -> _Made | None:
-        job = _preview_job(self._policy, self._request, index)
-        if job is None:
-            return None
-        made = _Made()
-        self._group.start_soon(self._make, source, job, made)
-        return made
-
-    def streaming(self, incoming: Incoming) -> None:
-        """An image is streaming in inside the reply (codec's on_stream): start on it now. Replies list
-        images in order, so the k-th to stream is taken as the k-th image for the budget."""
-        self._incoming.append(incoming)
-        self._streamed[id(incoming.buffer)] = (
-            incoming.buffer,
-            self.start(incoming.reader(), self._first + len(self._streamed)),
-        )
-
-    def abandon(self) -> None:
-        """The batch is over: a stream that never ended (a reply cut off inside an image) fails its
-        readers now, so no preview thread waits for bytes that will never come."""
-        for incoming in self._incoming:
-            incoming.abandon()
-
-    def streamed(self, data: bytes | bytearray | None) -> _Made | None:
-        """The preview begun while these bytes streamed in, if they did."""
-        entry = self._streamed.get(id(data))
-        return entry[1] if entry is not None and entry[0] is data else None
-
-    async def _make(self, source: Source, job: _PreviewJob, made: _Made) -> None:
-        try:
-            made.preview = await anyio.to_thread.run_sync(_make_preview, source, job, limiter=self._limiter)
-        finally:
-            made.ready.set()
 
 
 @dataclass
@@ -261,7 +182,7 @@ class Generator:
         )
         bounded = client.limited(self.max_reply_bytes or reply_cap(request.route, batch.count))
         async with anyio.create_task_group() as group:
-            made = _Previews(group, self.previewing, previews, request, batch.first)
+            made = Previews(group, self.previewing, previews, request, batch.first)
             try:
                 # Payloads are decoded as the reply arrives, and stay in scope until every image is saved.
                 with codec.large_payloads(on_stream=made.streaming):
@@ -286,7 +207,7 @@ class Generator:
         artifact: Artifact,
         index: int,
         client: ProviderClient,
-        made: _Previews,
+        made: Previews,
     ) -> bool:
         """Save one image (True when saved); whatever goes wrong costs this image only, and is kept as its error."""
         try:
@@ -308,7 +229,7 @@ class Generator:
         artifact: Artifact,
         index: int,
         client: ProviderClient,
-        previews: _Previews,
+        previews: Previews,
     ) -> SavedImage:
         data = artifact.decoded()  # a corrupt payload raises here and costs this image only
         made = previews.streamed(data)  # begun while the reply was arriving, or begun below
@@ -334,9 +255,7 @@ class Generator:
         )
         usage = batch.reply.usage if batch.reply else None
         try:
-            await anyio.to_thread.run_sync(
-                self.store.write_sidecar, saved, sidecar(request, image, index, usage)
-            )
+            await anyio.to_thread.run_sync(self.store.write_sidecar, saved, _sidecar(request, image, index, usage))
         except (
             StorageError
         ) as e:  # the image is saved: say so, and where, rather than lose it behind its sidecar
@@ -525,24 +444,6 @@ def _appender(incoming: Incoming) -> Callable[[bytes], Awaitable[None]]:
     return append
 
 
-def _preview_job(policy: PreviewPolicy | None, request: ImageRequest, index: int) -> _PreviewJob | None:
-    """Image `index` (1-based) gets a preview if the policy's budget reaches it."""
-    if policy is None:
-        return None
-    shown, budget = policy.plan(request.n)
-    alpha = request.knobs.get("background") == "transparent"  # a transparent image keeps it in its preview
-    return _PreviewJob(policy.max_edge, budget, alpha) if index <= shown else None
-
-
-def _make_preview(source: Source, job: _PreviewJob) -> Preview | None:
-    """A preview, or None: a preview that cannot be made never costs the image."""
-    try:
-        return make_preview(source, job.max_edge, job.max_bytes, keep_alpha=job.alpha)
-    except Exception:  # Pillow raises many types for odd files; the saved image is what counts
-        log.debug("no preview", exc_info=True)
-        return None
-
-
 async def _fetch(client: ProviderClient, url: str, limit: int, address: str | None) -> bytes:
     buffer = bytearray()
 
@@ -555,35 +456,26 @@ async def _fetch(client: ProviderClient, url: str, limit: int, address: str | No
     return bytes(buffer)
 
 
-def _shown_input(ref: str) -> str:
-    return ref if not ref.startswith("data:") else ref[:40] + "…"
-
-
-def sidecar(request: ImageRequest, image: SavedImage, index: int, usage: Any = None) -> dict[str, Any]:
-    """The sidecar, built from an allowlist: what was asked, who served it, what came back. No secret."""
+def _sidecar(request: ImageRequest, image: SavedImage, index: int, usage: Any) -> Sidecar:
     route = request.route
-    return {
-        "imagegate": __version__,
-        "created": datetime.now().astimezone().isoformat(timespec="seconds"),
-        "tool": f"{request.tool}_image",
-        "prompt": request.prompt,
-        "model": route.model,
-        "provider": route.provider,
-        "upstream_model": route.upstream,
-        "size_requested": request.size.label(),
-        "n": request.n,
-        "index": index,
-        "options": dict(request.knobs),
-        "extra": dict(request.extra),
-        "inputs": [_shown_input(r) for r in request.images]
-        + ([f"mask: {_shown_input(request.mask)}"] if request.mask else []),
-        "image": {
-            "width": image.width,
-            "height": image.height,
-            "mime_type": image.mime,
-            "bytes": image.bytes,
-        },
-        "revised_prompt": image.revised_prompt,
-        "seed": image.seed,
-        "usage": usage,
-    }
+    return Sidecar(
+        tool=f"{request.tool}_image",
+        prompt=request.prompt,
+        model=route.model,
+        provider=route.provider,
+        upstream_model=route.upstream,
+        size_requested=request.size.label(),
+        n=request.n,
+        index=index,
+        options=dict(request.knobs),
+        extra=dict(request.extra),
+        inputs=list(request.images),
+        mask=request.mask,
+        width=image.width,
+        height=image.height,
+        mime_type=image.mime,
+        bytes=image.bytes,
+        revised_prompt=image.revised_prompt,
+        seed=image.seed,
+        usage=usage,
+    )

@@ -21,9 +21,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from . import __version__
 from .errors import StorageError
 
-__all__ = ["SavedFile", "Store", "default_fallback", "slugify"]
+__all__ = ["SavedFile", "Sidecar", "Store", "default_fallback", "slugify"]
 
 SLUG_MAX = 40
 MAX_NAME_TRIES = 1000
@@ -51,6 +52,59 @@ def default_fallback() -> Path:
     else:
         owner = re.sub(r"[^A-Za-z0-9_.-]+", "_", getpass.getuser())
     return Path(tempfile.gettempdir()) / f"imagegate-{owner}"
+
+
+@dataclass(frozen=True)
+class Sidecar:
+    """What an image's sidecar records, and nothing else (an allowlist: no secret can get in): what
+    was asked, who served it, what came back. Inputs that are data: URLs are shown shortened."""
+
+    tool: str
+    prompt: str
+    model: str
+    provider: str
+    upstream_model: str
+    size_requested: str
+    n: int
+    index: int
+    options: Mapping[str, Any]
+    extra: Mapping[str, Any]
+    inputs: list[str]
+    mask: str | None
+    width: int
+    height: int
+    mime_type: str
+    bytes: int
+    revised_prompt: str | None
+    seed: int | None
+    usage: Any
+
+    def record(self) -> dict[str, Any]:
+        """The sidecar's JSON object, in the order a person reads it."""
+        return {
+            "imagegate": __version__,
+            "created": datetime.now().astimezone().isoformat(timespec="seconds"),
+            "tool": self.tool,
+            "prompt": self.prompt,
+            "model": self.model,
+            "provider": self.provider,
+            "upstream_model": self.upstream_model,
+            "size_requested": self.size_requested,
+            "n": self.n,
+            "index": self.index,
+            "options": dict(self.options),
+            "extra": dict(self.extra),
+            "inputs": [_shown_input(r) for r in self.inputs] + ([f"mask: {_shown_input(self.mask)}"] if self.mask else []),
+            "image": {"width": self.width, "height": self.height, "mime_type": self.mime_type, "bytes": self.bytes},
+            "revised_prompt": self.revised_prompt,
+            "seed": self.seed,
+            "usage": self.usage,
+        }
+
+
+def _shown_input(ref: str) -> str:
+    """An input as a sidecar shows it: a data: URL cut to its start (the bytes are the input's own)."""
+    return ref if not ref.startswith("data:") else ref[:40] + "…"
 
 
 class UnsafeFolder(OSError):
@@ -139,10 +193,10 @@ class Store:
                 failures.append(self._failed(base, e))
         raise self._nowhere(failures, temp)
 
-    def write_sidecar(self, saved: SavedFile, metadata: Mapping[str, Any]) -> None:
-        """The sidecar beside its image: request, route, revised prompt, seed, usage (an allowlist
-        built by the caller). If it cannot be written, its reserved name is removed and the
-        StorageError says where the image itself is."""
+    def write_sidecar(self, saved: SavedFile, sidecar: Sidecar | Mapping[str, Any]) -> None:
+        """The sidecar beside its image (a `Sidecar`'s record, or a mapping already built). If it cannot
+        be written, its reserved name is removed and the StorageError says where the image itself is."""
+        metadata = sidecar.record() if isinstance(sidecar, Sidecar) else sidecar
         data = json.dumps(metadata, indent=2, ensure_ascii=False).encode()
         temp: Path | None = None
         try:
