@@ -116,7 +116,7 @@ def _any_status(status: int, body: object, provider: str) -> UpstreamError:
     return UpstreamError(f"HTTP {status}", status=status, provider=provider)
 
 
-async def probe(
+async def check_reachable(
     provider: str, base_url: str, timeout: float, transport: Transport | None = None
 ) -> tuple[bool, str]:
     """GET the origin of `base_url` without credentials: (reachable, what happened)."""
@@ -155,7 +155,7 @@ async def _check_all(
     statuses: list[ProviderStatus], urls: Mapping[str, str], timeout: float, transport: Transport | None
 ) -> None:
     async def check(status: ProviderStatus) -> None:
-        status.reachable, status.detail = await probe(status.id, urls[status.id], timeout, transport)
+        status.reachable, status.detail = await check_reachable(status.id, urls[status.id], timeout, transport)
 
     async with anyio.create_task_group() as group:
         for status in statuses:

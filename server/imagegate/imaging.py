@@ -49,7 +49,6 @@ class ImageInfo:
     mime: str
     width: int
     height: int
-    has_alpha: bool
 
     @property
     def extension(self) -> str:
@@ -100,7 +99,7 @@ def _open(source: Source) -> PILImage.Image:
 
 
 def probe(data: Source, verify: bool = True) -> ImageInfo:
-    """Identify an image from its bytes: real type, pixel size, transparency.
+    """Identify an image from its bytes: its real type and pixel size.
 
     With `verify`, the file's structure is checked without decoding pixels (PNG chunk CRCs and
     completeness), so a truncated or corrupt image is refused at a fraction of a decode's cost.
@@ -109,8 +108,7 @@ def probe(data: Source, verify: bool = True) -> ImageInfo:
     mime = MIME.get(image.format or "")
     if mime is None:
         raise NotAnImage(f"unsupported image format {image.format}")
-    alpha = image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info)
-    info = ImageInfo(mime=mime, width=image.width, height=image.height, has_alpha=alpha)
+    info = ImageInfo(mime=mime, width=image.width, height=image.height)
     if verify:
         try:
             image.verify()

@@ -211,9 +211,6 @@ class Store:
                 f"the image itself is saved at {saved.path}"
             ) from None
 
-    def discard(self, temp: Path) -> None:
-        temp.unlink(missing_ok=True)
-
     # Targets and failures
 
     def _targets(self) -> list[Path]:

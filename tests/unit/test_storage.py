@@ -127,14 +127,6 @@ def test_images_of_different_formats_with_the_same_stem_keep_their_own_sidecars(
     assert json.loads(png.sidecar.read_text()) == {"format": "png"}
 
 
-def test_discard_removes_a_temporary_file(tmp_path):
-    target = store(tmp_path)
-    temp = target.write_bytes(b"unwanted")
-    target.discard(temp)
-    target.discard(temp)  # twice is fine
-    assert leftovers(tmp_path) == []
-
-
 def _blocked_by_a_file(tmp_path: Path) -> Path:
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("a file where the output folder should be")
