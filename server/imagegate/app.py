@@ -23,7 +23,7 @@ from mcp.shared.exceptions import MCPError
 from pydantic import BaseModel
 
 from . import __version__, codec, gallery
-from .errors import ImagegateError, InvalidRequest
+from .errors import ImagegateError, InvalidRequest, shown
 from .generation import Outcome
 from .jobs import Job
 from .listing import ModelsAnswer, SizesAnswer
@@ -266,7 +266,8 @@ def create_server(service_factory: Callable[[], Service] = build_service) -> Ser
 
     async def call_tool(ctx: ServerRequestContext[Service], params: types.CallToolRequestParams) -> types.CallToolResult:
         if params.name not in TOOL_DESCRIPTIONS:
-            raise MCPError(types.INVALID_PARAMS, f"unknown tool {params.name!r}; tools: {', '.join(TOOL_DESCRIPTIONS)}")
+            offered = ", ".join(t.name for t in _tools(ctx.lifespan_context, _client(ctx)))  # only what this client saw
+            raise MCPError(types.INVALID_PARAMS, f'unknown tool "{shown(params.name)}"; tools: {offered}')
         try:
             return await _dispatch(ctx, params.name, params.arguments)
         except ImagegateError as e:

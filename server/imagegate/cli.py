@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -73,7 +74,8 @@ def _models_table(answer: ModelsAnswer) -> str:
         rows.append((m.id, ",".join(m.capabilities), str(m.max_n), "/".join(m.formats), via))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r[:4], widths, strict=True)) + "  " + r[4] for r in rows]
-    return "\n".join(lines + ([answer.hint] if answer.hint else []))
+    aliases = [f"  {m.id}: {', '.join(m.aliases)}" for m in answer.models if m.aliases]
+    return "\n".join(lines + (["", "Aliases (any of them works as -m / model):", *aliases] if aliases else []) + ([answer.hint] if answer.hint else []))
 
 
 def _options(pairs: Sequence[str]) -> dict[str, Any]:
@@ -144,10 +146,22 @@ def _serve(service: Service, args: argparse.Namespace) -> int:
     from .transports import serve_http, serve_stdio
 
     if getattr(args, "transport", "stdio") == "http":
+        _greet(sys.stderr.isatty(), f"serving MCP over HTTP at http://{_netloc(args.host, args.port)}/mcp")
         serve_http(service, args.host, args.port, args.allow_host)
     else:
+        # A person who ran it in a terminal sees why nothing happens; a client's pipe gets nothing.
+        _greet(sys.stdin.isatty() and sys.stderr.isatty(), "MCP server on stdio, waiting for a client to connect")
         anyio.run(serve_stdio, service)
     return EXIT_OK
+
+
+def _greet(on_a_terminal: bool, what: str) -> None:
+    if on_a_terminal:
+        print(f"imagegate {__version__}: {what}; Ctrl-C to stop", file=sys.stderr, flush=True)
+
+
+def _netloc(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _bundle(args: argparse.Namespace) -> int:
@@ -164,6 +178,16 @@ def _bundle(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `imagegate` console script."""
+    try:
+        code = _main(argv)
+        sys.stdout.flush()  # here, not at exit, where a closed pipe could only be reported as exit 120
+        return code
+    except BrokenPipeError:  # `imagegate models | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit's flush
+        return EXIT_OK
+
+
+def _main(argv: Sequence[str] | None) -> int:
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING, format="imagegate %(levelname)s %(message)s")
     args = _parser().parse_args(argv)
     if args.command == "bundle":  # packs files; needs no settings
@@ -173,10 +197,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as e:
         print(f"imagegate: configuration error:\n{e.message}", file=sys.stderr)
         return EXIT_CONFIG
-    if args.command in (None, "serve"):
-        return _serve(service, args)
     try:
-        return _run(service, args)
+        return _serve(service, args) if args.command in (None, "serve") else _run(service, args)
     except ImagegateError as e:
         print(f"imagegate: {e.agent_text()}", file=sys.stderr)
         return EXIT_REFUSED

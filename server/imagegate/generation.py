@@ -27,6 +27,7 @@ import anyio
 
 from . import codec
 from .catalog import Route
+from .catalog.sizes import ratio_value
 from .errors import ImagegateError, NoImagesReturned, StorageError, UpstreamError, clip
 from .imaging import ImageInfo, NotAnImage, Preview, PreviewPolicy, Source, probe
 from .incoming import Incoming
@@ -328,6 +329,8 @@ class Generator:
                 or "the upstream returned fewer images"
             )
             warnings.append(f"{len(saved)} of {request.n} images were made: {reasons}")
+        if shape := _shape_note(request):
+            warnings.append(shape)
         if any(image.fallback for image in saved):
             warnings.append(
                 f"the output folder could not be written; images were saved in {self.store.fallback}"
@@ -343,6 +346,23 @@ class Generator:
             notes=notes,
             seconds=seconds,
         )
+
+
+SHAPE_TOLERANCE = 0.01
+
+
+def _shape_note(request: ImageRequest) -> str | None:
+    """Said when a ratio asked for is made at pixels of a visibly different shape (3:2 as 1216x832)."""
+    size = request.size
+    if not (size.ratio and size.width and size.height):
+        return None
+    asked, made = float(ratio_value(size.ratio)), size.width / size.height
+    if abs(made - asked) <= SHAPE_TOLERANCE * asked:
+        return None
+    return (
+        f"size {size.ratio} is made as {size.width}x{size.height} ({made:.2f}:1), the nearest size "
+        f"{request.route.where} has for it; give pixels (WxH) for an exact shape"
+    )
 
 
 def reply_cap(route: Route, count: int) -> int:

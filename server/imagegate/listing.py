@@ -82,7 +82,8 @@ class SizesAnswer(BaseModel):
 
 def _model_line(m: ModelEntry) -> str:
     via = ", ".join(f"{p.id}{' ✓' if p.configured else ''}" for p in m.providers)
-    return f"{m.id} — {m.label}; {', '.join(m.capabilities)}; n≤{m.max_n}; {'/'.join(m.formats)}; via {via}"
+    also = f" (also: {', '.join(m.aliases)})" if m.aliases else ""
+    return f"{m.id}{also} — {m.label}; {', '.join(m.capabilities)}; n≤{m.max_n}; {'/'.join(m.formats)}; via {via}"
 
 
 def _entry(router: Router, model_id: str, routes: list[Route]) -> ModelEntry:

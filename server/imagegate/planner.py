@@ -130,7 +130,8 @@ def _read_file(name: str, ref: str, limit: int, roots: tuple[Path, ...]) -> byte
     try:
         fd = os.open(path, OPEN_FLAGS)
     except (FileNotFoundError, NotADirectoryError):
-        raise _refuse(name, ref, ANY_INPUT, "does not exist") from None
+        where = "" if Path(ref).expanduser().is_absolute() else f" (looked for in the server's working directory, {Path.cwd()}; give an absolute path)"
+        raise _refuse(name, ref, ANY_INPUT, f"does not exist{where}") from None
     except OSError as e:
         raise _refuse(name, ref, "a readable file", f"cannot be read ({e.strerror})") from None
     try:

@@ -251,7 +251,7 @@ def _output_dir(env: Mapping[str, str], config: ConfigFile) -> Path:
     import platformdirs
 
     pictures = Path(platformdirs.user_pictures_dir())
-    base = pictures if pictures.is_dir() else Path(platformdirs.user_data_dir("imagegate"))
+    base = pictures if pictures.is_dir() else Path(platformdirs.user_data_dir())  # ~/.local/share, not …/imagegate
     return base / "imagegate"
 
 

@@ -25,7 +25,7 @@ from .app import create_server
 from .framing import Refusal
 from .service import Service
 
-__all__ = ["LOOPBACK_HOSTS", "require_bearer", "serve_http", "serve_stdio"]
+__all__ = ["LOOPBACK_HOSTS", "require_bearer", "require_event_stream", "serve_http", "serve_stdio"]
 
 log = logging.getLogger("imagegate")
 
@@ -250,12 +250,32 @@ def serve_http(service: Service, host: str, port: int, allowed_hosts: Sequence[s
     server = create_server(lambda: service)
     app: Any = server.streamable_http_app(stateless_http=True, host=host, transport_security=security)
     app = framing.short_errors(app)  # short JSON-RPC errors for malformed bodies, not validation dumps
+    app = require_event_stream(app)
     if service.settings.http_token is not None:
         app = require_bearer(app, service.settings.http_token.get_secret_value())
     uvicorn.run(app, host=host, port=port, log_level="warning")
 
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+def require_event_stream(app: Any) -> Any:
+    """An ASGI wrapper answering 406 to a GET that does not accept an event stream: the GET of
+    Streamable HTTP opens an SSE stream that stays open, so a browser or a bare curl would wait on
+    it for ever. POST (which carries requests) is the SDK's to check."""
+
+    async def guarded(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope.get("method") == "GET":
+            accept = b",".join(value for name, value in scope.get("headers") or [] if name == b"accept")
+            if b"text/event-stream" not in accept.lower():
+                body = framing.invalid("GET opens an event stream: send Accept: text/event-stream, or POST a request", None)
+                headers = [(b"content-type", b"application/json")]
+                await send({"type": "http.response.start", "status": 406, "headers": headers})
+                await send({"type": "http.response.body", "body": body.encode()})
+                return
+        await app(scope, receive, send)
+
+    return guarded
 
 
 def require_bearer(app: Any, token: str) -> Any:

@@ -91,7 +91,8 @@ def check_value(name: str, value: object, prop: Schema | bool, where: str) -> No
         return
     kind = prop.get("type")
     if kind and not _type_ok(value, kind):
-        raise InvalidRequest(name, shown(value), TYPE_NAMES[kind], f"{name} must be {TYPE_NAMES[kind]}; got {shown(value)}")
+        got = f'the string "{shown(value)}"' if isinstance(value, str) else shown(value)
+        raise InvalidRequest(name, shown(value), TYPE_NAMES[kind], f"{name} must be {TYPE_NAMES[kind]}; got {got}")
     if "enum" in prop and value not in prop["enum"]:
         allowed = [str(v) for v in prop["enum"]]
         raise InvalidRequest(name, value, allowed, f'{name} "{shown(value)}" is not offered by {where}; use one of {", ".join(allowed)}')

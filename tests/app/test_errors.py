@@ -20,7 +20,7 @@ CASES = [
     ({"model": "dall-e-3", "prompt": "x", "n": 11}, ["n 11 is out of range for dall-e-3 via openai; use 1 to 10"]),
     ({"model": "dall-e-3", "prompt": "x", "quality": "low"}, ['quality "low" is not offered by dall-e-3 via openai; use one of standard, hd']),
     ({"model": "nano-banana", "prompt": "x"}, ["set GEMINI_API_KEY"]),
-    ({"model": "gpt-image-1", "prompt": "x", "n": "two"}, ["n must be an integer; got two"]),
+    ({"model": "gpt-image-1", "prompt": "x", "n": "two"}, ['n must be an integer; got the string "two"']),
     ({"model": "gpt-image-1", "prompt": "x", "n": True}, ["n must be an integer"]),
     ({"model": "gpt-image-1"}, ["prompt is required"]),
     ({"model": "gpt-image-1", "prompt": ""}, ["prompt is empty"]),
