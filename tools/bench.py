@@ -342,7 +342,8 @@ async def run(smoke: bool) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m tools.bench", description=__doc__.splitlines()[0])
+    summary = " ".join(__doc__.split("\n\n")[0].split())  # the first paragraph, whole
+    parser = argparse.ArgumentParser(prog="python -m tools.bench", description=summary)
     parser.add_argument("--smoke", action="store_true", help="every measurement once, tiny sizes")
     parser.add_argument("--json", default="bench-results.json", help="where to write the JSON report")
     args = parser.parse_args()

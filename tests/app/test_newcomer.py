@@ -4,6 +4,7 @@ what was wrong and where the server looked."""
 
 from __future__ import annotations
 
+import json
 import os
 import pty
 import select
@@ -163,3 +164,14 @@ async def test_a_ratio_made_at_another_shape_says_so(tmp_path):
     result = await _call(tmp_path, "generate_image", {"model": "placeholder", "prompt": "x", "size": "3:2"})
     assert not result.is_error
     assert "3:2 is made as 1216x832" in text_of(result)
+
+
+def test_the_bundle_icon_is_the_size_mcpb_recommends_and_the_inline_one_stays_small():
+    from PIL import Image
+
+    root = Path(__file__).resolve().parents[2]
+    manifest = json.loads((root / "manifest.json").read_text())
+    with Image.open(root / manifest["icon"]) as icon:
+        assert (icon.format, icon.size) == ("PNG", (512, 512))
+    with Image.open(root / "server" / "imagegate" / "icon.png") as inline:
+        assert inline.size == (64, 64)  # inlined in serverInfo: every handshake carries it
