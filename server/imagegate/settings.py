@@ -99,6 +99,8 @@ class Credentials:
     base_url: str
     key: SecretStr | None
     key_env: str | None
+    base_url_from: str | None = None
+    """Where the base URL was set: its variable, or the config file entry (error hints name it)."""
 
     @property
     def configured(self) -> bool:
@@ -160,10 +162,14 @@ class Settings:
         if spec.auth == "none":
             key = key or "unused"
         base = self.env.get(spec.base_url_env or "") if spec.base_url_env else None
+        source = spec.base_url_env
         if is_unset(base):
             base = (from_file.base_url if from_file else None) or spec.default_base_url
+            if from_file is not None and from_file.base_url:
+                source = f"providers.{pid}.base_url in {self.config_path}"
         assert base is not None
-        return Credentials(base_url=base.rstrip("/"), key=SecretStr(key) if key else None, key_env=spec.key_env)
+        secret = SecretStr(key) if key else None
+        return Credentials(base_url=base.rstrip("/"), key=secret, key_env=spec.key_env, base_url_from=source)
 
 
 def _env(env: Mapping[str, str], name: str) -> str | None:

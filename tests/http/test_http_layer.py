@@ -515,3 +515,27 @@ async def test_a_retry_hint_in_the_body_is_for_the_agent_and_the_wait_is_the_bac
         with pytest.raises(RateLimited) as caught:
             await client.post_json("/images/generations", {}, hinted)
     assert len(sleeps) == 1 and in_backoff_window(sleeps[0], 0) and caught.value.retry_after == 41
+
+
+# ---- a newcomer's set-up mistakes are named
+
+
+async def test_a_404_names_the_url_asked_and_what_sets_the_base_url_never_the_key():
+    upstream = Upstream(reply(404, {"detail": "Not Found"}))
+    profile = ProviderProfile(id="acme", base_url="https://api.acme.test", key=SecretStr(KEY), base_url_from="ACME_BASE_URL")
+    client = ProviderClient(profile, timeout=5, max_retries=0, transport=httpx2.MockTransport(upstream))
+    try:
+        with pytest.raises(UpstreamError) as caught:
+            await client.post_json("/images/generations?sig=secret", {}, default_error)
+    finally:
+        await client.aclose()
+    text = caught.value.agent_text()
+    assert "https://api.acme.test/images/generations was not found" in text and "ACME_BASE_URL" in text
+    assert "sig=secret" not in text and KEY not in text
+
+
+async def test_a_connection_failure_names_the_host():
+    upstream = Upstream(httpx2.ConnectError)
+    async with provider(upstream, max_retries=0) as (client, _):
+        with pytest.raises(UpstreamError, match=r"could not reach acme at api\.acme\.test \(ConnectError\)"):
+            await client.get_json("/models", default_error)

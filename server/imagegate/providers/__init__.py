@@ -73,6 +73,7 @@ class Registry:
                 auth=spec.auth,
                 envelope=spec.envelope,
                 trusted_suffixes=tuple(spec.trusted_hosts),
+                base_url_from=creds.base_url_from,
             )
             self._clients[provider] = ProviderClient(
                 profile,

@@ -77,6 +77,8 @@ class ProviderProfile:
     auth: str = "bearer"
     envelope: str | None = None
     trusted_suffixes: tuple[str, ...] = ()
+    base_url_from: str | None = None
+    """The variable (or config entry) that set the base URL, for hints when a path is not found."""
 
     def auth_headers(self) -> dict[str, str]:
         if self.key is None or self.auth == "none":
@@ -177,6 +179,12 @@ def _retry_after(headers: Mapping[str, str]) -> float | None:
     except (TypeError, ValueError):
         return None
     return max(0.0, when.timestamp() - time.time())
+
+
+def _where(url: str) -> str:
+    """A URL as messages show it: scheme, host and path (a query can carry a signature or a key)."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}{parts.path}"
 
 
 def _host(url: str) -> str:
@@ -339,7 +347,7 @@ class ProviderClient:
                 status, reply_headers, content = await self._exchange(method, url, send_headers, json_body, data, files)
                 wait = _retry_after(reply_headers)
                 if not 200 <= status < 300:
-                    raise self._error(status, content, wait, classify)
+                    raise self._error(url, status, content, wait, classify)
                 return await read(HttpReply(status, reply_headers, content))
             except ImagegateError as error:
                 if attempt == self.max_retries or not error.retryable or (wait is not None and wait > MAX_RETRY_AFTER):
@@ -373,15 +381,24 @@ class ProviderClient:
             error.retryable = isinstance(e, httpx2.ConnectTimeout)  # never connected: nothing was sent
             raise error from None
         except httpx2.TransportError as e:
-            message = f"could not reach {provider} ({type(e).__name__})"
+            message = f"could not reach {provider} at {_host(url)} ({type(e).__name__})"
             raise UpstreamError(message, provider=provider, retryable=True) from None
         except (httpx2.HTTPError, httpx2.InvalidURL) as e:  # an undecodable body (DecodingError), a bad URL
             raise UpstreamError(f"sent a reply that cannot be read ({type(e).__name__})", provider=provider) from None
 
+    def _base_url_hint(self) -> str:
+        source = f"; {self.profile.base_url_from} sets it" if self.profile.base_url_from else ""
+        return (
+            f"if the base URL {self.profile.base_url} is wrong{source}: it must end where the provider's "
+            "documented paths begin, often with /v1"
+        )
+
     def _error(
-        self, status: int, content: bytes | bytearray, retry_after: float | None, classify: Classifier
+        self, url: str, status: int, content: bytes | bytearray, retry_after: float | None, classify: Classifier
     ) -> ImagegateError:
         error = classify(status, _parse_body(content), self.profile.id)
+        if status == 404:  # most often a base URL without its version segment, or a wrong one
+            error.message += f"; {_where(url)} was not found ({self._base_url_hint()})"
         error.message = self.redact(error.message) or error.message
         error.upstream_message = self.redact(error.upstream_message)
         error.provider = error.provider or self.profile.id
