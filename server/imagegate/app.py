@@ -78,7 +78,8 @@ def output_schema(model: type[BaseModel]) -> dict[str, Any]:
             out["properties"] = {name: inline(prop) for name, prop in node["properties"].items()}
         return out
 
-    return inline(schema)
+    inlined: dict[str, Any] = inline(schema)
+    return inlined
 
 
 def _tools(service: Service, client: str | None = None) -> list[types.Tool]:

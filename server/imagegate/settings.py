@@ -38,6 +38,7 @@ DEFAULT_PREVIEW_MAX_EDGE = 768
 DEFAULT_PREVIEW_MAX_BYTES = 64 * 1024
 CONFIG_ENV = "IMAGEGATE_CONFIG"
 N = TypeVar("N", int, float)
+T = TypeVar("T")
 TRUE = {"1", "true", "yes", "on"}
 FALSE = {"0", "false", "no", "off"}
 
@@ -247,7 +248,9 @@ def _additions(path: Path | None, config: ConfigFile, known: set[str]) -> Catalo
             priority=user.priority if user.priority is not None else 60,
             offerings=list(user.offerings),
         )
-    return CatalogAdditions(source=source, models=dict(config.models), providers=providers, offerings=offerings)
+    return CatalogAdditions(
+        source=source, models=dict(config.models), providers=providers, offerings=offerings
+    )
 
 
 def _output_dir(env: Mapping[str, str], config: ConfigFile) -> Path:
@@ -257,7 +260,9 @@ def _output_dir(env: Mapping[str, str], config: ConfigFile) -> Path:
     import platformdirs
 
     pictures = Path(platformdirs.user_pictures_dir())
-    base = pictures if pictures.is_dir() else Path(platformdirs.user_data_dir())  # ~/.local/share, not …/imagegate
+    base = (
+        pictures if pictures.is_dir() else Path(platformdirs.user_data_dir())
+    )  # ~/.local/share, not …/imagegate
     return base / "imagegate"
 
 
@@ -284,30 +289,46 @@ def _input_roots(env: Mapping[str, str], config: ConfigFile) -> tuple[Path, ...]
     return tuple(roots)
 
 
+def pick(env: T | None, file: T | None, default: T) -> T:
+    """The environment's value if set, else the config file's, else the default."""
+    return env if env is not None else file if file is not None else default
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read the environment (default: os.environ) and the config file it points at."""
     env = dict(os.environ if env is None else env)
     path = _config_path(env)
     config = _read_config(path)
-    pick = lambda a, b, default: a if a is not None else (b if b is not None else default)  # noqa: E731
     return Settings(
         output_dir=_output_dir(env, config),
         timeout=pick(_env_number(env, "IMAGEGATE_TIMEOUT", float, 1.0), config.timeout, DEFAULT_TIMEOUT),
-        max_retries=pick(_env_number(env, "IMAGEGATE_MAX_RETRIES", int, 0), config.max_retries, DEFAULT_MAX_RETRIES),
+        max_retries=pick(
+            _env_number(env, "IMAGEGATE_MAX_RETRIES", int, 0), config.max_retries, DEFAULT_MAX_RETRIES
+        ),
         preview_max_edge=pick(
-            _env_number(env, "IMAGEGATE_PREVIEW_MAX_EDGE", int, 64), config.preview.max_edge, DEFAULT_PREVIEW_MAX_EDGE
+            _env_number(env, "IMAGEGATE_PREVIEW_MAX_EDGE", int, 64),
+            config.preview.max_edge,
+            DEFAULT_PREVIEW_MAX_EDGE,
         ),
         preview_max_bytes=pick(
-            _env_number(env, "IMAGEGATE_PREVIEW_MAX_BYTES", int, 4096), config.preview.max_bytes, DEFAULT_PREVIEW_MAX_BYTES
+            _env_number(env, "IMAGEGATE_PREVIEW_MAX_BYTES", int, 4096),
+            config.preview.max_bytes,
+            DEFAULT_PREVIEW_MAX_BYTES,
         ),
         resource_links=pick(_env_bool(env, "IMAGEGATE_RESOURCE_LINKS"), config.resource_links, True),
-        structured_output=pick(_env_bool(env, "IMAGEGATE_STRUCTURED_OUTPUT"), config.structured_output, False),
-        schema_conditionals=pick(_env_bool(env, "IMAGEGATE_SCHEMA_CONDITIONALS"), config.schema_conditionals, False),
+        structured_output=pick(
+            _env_bool(env, "IMAGEGATE_STRUCTURED_OUTPUT"), config.structured_output, False
+        ),
+        schema_conditionals=pick(
+            _env_bool(env, "IMAGEGATE_SCHEMA_CONDITIONALS"), config.schema_conditionals, False
+        ),
         enabled_models=_models_list(env, config),
         priority=tuple(config.priority),
         default_model=config.default_model,
         input_roots=_input_roots(env, config),
-        allow_private_urls=pick(_env_bool(env, "IMAGEGATE_ALLOW_PRIVATE_URLS"), config.allow_private_urls, False),
+        allow_private_urls=pick(
+            _env_bool(env, "IMAGEGATE_ALLOW_PRIVATE_URLS"), config.allow_private_urls, False
+        ),
         max_reply_mb=pick(_env_number(env, "IMAGEGATE_MAX_REPLY_MB", float, 1.0), config.max_reply_mb, None),
         wait_budget=pick(_env_number(env, "IMAGEGATE_WAIT_BUDGET", float, 0.0), config.wait_budget, None),
         http_token=SecretStr(token) if (token := _env(env, "IMAGEGATE_HTTP_TOKEN")) else None,
