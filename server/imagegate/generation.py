@@ -26,12 +26,13 @@ from urllib.parse import urlsplit
 import anyio
 
 from . import codec
+from .addresses import check_result_url
 from .catalog import Route
 from .catalog.sizes import ratio_value
 from .errors import ImagegateError, NoImagesReturned, StorageError, UpstreamError, clip
 from .imaging import ImageInfo, NotAnImage, Preview, PreviewPolicy, Source, probe
 from .incoming import Incoming
-from .planner import InputPolicy, batches, check_result_url, load_inputs
+from .inputs import InputPolicy, load_inputs
 from .previewing import Previews
 from .providers import Registry
 from .providers.base import AdapterReply, Artifact, Batch, InputImage
@@ -39,7 +40,7 @@ from .providers.http import CheckUrl, ProviderClient
 from .storage import Sidecar, Store
 from .validation import ImageRequest
 
-__all__ = ["Generator", "Outcome", "Progress", "SavedImage"]
+__all__ = ["Generator", "Outcome", "Progress", "SavedImage", "batches"]
 
 log = logging.getLogger("imagegate")
 Progress = Callable[[str], Awaitable[None]]
@@ -363,6 +364,12 @@ def _shape_note(request: ImageRequest) -> str | None:
         f"size {size.ratio} is made as {size.width}x{size.height} ({made:.2f}:1), the nearest size "
         f"{request.route.where} has for it; give pixels (WxH) for an exact shape"
     )
+
+
+def batches(n: int, per_call: int) -> list[int]:
+    """⌈n / per_call⌉ calls, full ones first, the remainder last: batches(5, 2) == [2, 2, 1]."""
+    full, rest = divmod(n, per_call)
+    return [per_call] * full + ([rest] if rest else [])
 
 
 def reply_cap(route: Route, count: int) -> int:

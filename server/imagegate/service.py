@@ -17,9 +17,9 @@ from .catalog import Catalog, load_catalog
 from .catalog.schema import Schema, conditional_chain, flat_schema, listing_schemas
 from .generation import Generator, Outcome, Progress
 from .imaging import PreviewPolicy
+from .inputs import InputPolicy
 from .jobs import Job, Jobs
 from .listing import ModelsAnswer, SizesAnswer, list_models, supported_sizes
-from .planner import InputPolicy
 from .providers import Registry
 from .providers.base import Adapter
 from .providers.http import Transport
@@ -139,7 +139,7 @@ def build_service(
     generator = Generator(
         registry,
         Store(settings.output_dir),
-        inputs=InputPolicy(settings.input_roots, settings.allow_private_urls),
+        inputs=InputPolicy(roots=settings.input_roots, allow_private_urls=settings.allow_private_urls),
         max_reply_bytes=int(settings.max_reply_mb * 1024 * 1024) if settings.max_reply_mb else None,
     )
     return Service(settings, catalog, router, schemas, validator, registry, generator, Jobs())

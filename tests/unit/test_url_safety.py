@@ -15,8 +15,9 @@ import httpx2
 import pytest
 from PIL import Image
 
+from imagegate.addresses import is_public_address
 from imagegate.errors import ConfigError, InvalidRequest, UpstreamError
-from imagegate.planner import InputPolicy, is_public_address, load_inputs
+from imagegate.inputs import InputPolicy, load_inputs
 from imagegate.service import Service, build_service
 from imagegate.settings import load_settings
 

@@ -1,114 +1,58 @@
-"""Planning a call: how many upstream calls carry how many images, and the input images
-loaded, checked (really an image, within the route's count, byte, pixel and format limits)
-and put in the form the route takes. Nothing here talks to an upstream except through the
-`fetch` callable the service passes in for URL inputs.
+"""A call's input images, loaded, checked (really an image, within the route's count, byte,
+pixel and format limits) and put in the form the route takes. Nothing here talks to an upstream
+except through the `fetch` callable the generator passes in for URL inputs.
 
 Where inputs may come from is the `InputPolicy`: local files only under the configured roots
 (if any), and URLs this server downloads only from public addresses unless private ones are
-allowed. Every refusal happens before a file is opened or a request is sent.
+allowed (addresses.py). Every refusal happens before a file is opened or a request is sent.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import re
-import socket
 import stat
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from urllib.parse import SplitResult, urlsplit
 
 import anyio
 
 from . import codec
+from .addresses import AddressPolicy, checked_url, refusal
 from .catalog import Route
 from .catalog.sizes import ratio_value
-from .errors import ImagegateError, InvalidRequest, UpstreamError, shown
+from .errors import ImagegateError, InvalidRequest
 from .imaging import ImageInfo, NotAnImage, probe
 from .providers.base import InputImage
 from .validation import ImageRequest, input_form
 
-__all__ = [
-    "check_result_url",
-    "DEFAULT_MAX_INPUT_BYTES",
-    "TRUSTING",
-    "InputPolicy",
-    "batches",
-    "is_public_address",
-    "load_inputs",
-    "resolve_host",
-]
+__all__ = ["DEFAULT_MAX_INPUT_BYTES", "TRUSTING", "InputPolicy", "load_inputs"]
 
 DEFAULT_MAX_INPUT_BYTES = 50 * 1024 * 1024
 """The cap for a route whose catalog entry names none (OpenAI's, the largest documented)."""
 DATA_URL = re.compile(r"^data:([\w/+.-]+)?(;[\w=-]+)*;base64,(.*)$", re.DOTALL | re.IGNORECASE)
 SCHEME = re.compile(r"^([a-z][a-z0-9+.-]+):", re.IGNORECASE)
 """A URL scheme; a single letter before ":" is a Windows drive (C:\\…), not a scheme."""
-RESOLVE_TIMEOUT = 10.0
-NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 OPEN_FLAGS = (
     os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
 )
 """NOFOLLOW: a symlink swapped in after the roots check is not followed; NONBLOCK: a FIFO cannot hang the open."""
 ANY_INPUT = "an existing image file, an http(s) URL or a data: URL"
-ALLOW_PRIVATE = "set IMAGEGATE_ALLOW_PRIVATE_URLS=true (config file: allow_private_urls = true) to allow it"
 Fetch = Callable[[str, int, "str | None"], Awaitable[bytes]]
 """(URL, byte limit, the checked address to connect to or None) -> the body."""
-Resolve = Callable[[str, int], Awaitable[list[str]]]
-"""(host, port) -> every address the host resolves to."""
-
-
-async def resolve_host(host: str, port: int) -> list[str]:
-    """Every address `host` resolves to, from the system resolver the HTTP client's connect uses too."""
-    infos = await anyio.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    return [str(info[4][0]) for info in infos]
-
 
 @dataclass(frozen=True)
-class InputPolicy:
+class InputPolicy(AddressPolicy):
     """Where input images may come from: local files under `roots` (empty: anywhere), and URLs
     this server downloads from non-public addresses only if `allow_private_urls`."""
 
     roots: tuple[Path, ...] = ()
-    allow_private_urls: bool = False
-    resolve: Resolve = resolve_host
 
 
 TRUSTING = InputPolicy(allow_private_urls=True)
 """No roots and no address check: for callers whose `fetch` is not the network (tests)."""
-
-
-def batches(n: int, per_call: int) -> list[int]:
-    """⌈n / per_call⌉ calls, full ones first, the remainder last: batches(5, 2) == [2, 2, 1]."""
-    full, rest = divmod(n, per_call)
-    return [per_call] * full + ([rest] if rest else [])
-
-
-def _refuse(name: str, ref: str, allowed: object, why: str) -> InvalidRequest:
-    return InvalidRequest(
-        name,
-        shown(ref),
-        allowed if isinstance(allowed, (str, list)) else None,
-        f'{name} "{shown(ref)}" {why}',
-    )
-
-
-def is_public_address(address: str) -> bool:
-    """False for loopback, private (RFC 1918, fc00::/7), link-local, unspecified, multicast,
-    reserved and shared addresses, including IPv4 ones carried inside IPv6 (::ffff:, 6to4, NAT64)."""
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return False
-    if isinstance(ip, ipaddress.IPv6Address):
-        nat64 = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF) if ip in NAT64 else None
-        embedded = ip.ipv4_mapped or ip.sixtofour or nat64
-        if embedded is not None:
-            return is_public_address(str(embedded))
-    return ip.is_global and not (ip.is_multicast or ip.is_reserved)
 
 
 def _allowed_path(name: str, ref: str, roots: tuple[Path, ...]) -> Path:
@@ -116,11 +60,11 @@ def _allowed_path(name: str, ref: str, roots: tuple[Path, ...]) -> Path:
     try:
         path = Path(ref).expanduser().resolve()
     except (OSError, RuntimeError, ValueError):  # unknown ~user, a symlink loop, a NUL byte
-        raise _refuse(name, ref, ANY_INPUT, "is not a usable path") from None
+        raise refusal(name, ref, ANY_INPUT, "is not a usable path") from None
     if roots and not any(path.is_relative_to(root) for root in roots):
         where = ", ".join(str(r) for r in roots)
         why = f"is outside the folders input images may come from ({where}); copy it there, or add its folder to IMAGEGATE_INPUT_ROOTS"
-        raise _refuse(name, ref, [str(r) for r in roots], why)
+        raise refusal(name, ref, [str(r) for r in roots], why)
     return path
 
 
@@ -131,95 +75,37 @@ def _read_file(name: str, ref: str, limit: int, roots: tuple[Path, ...]) -> byte
         fd = os.open(path, OPEN_FLAGS)
     except (FileNotFoundError, NotADirectoryError):
         where = "" if Path(ref).expanduser().is_absolute() else f" (looked for in the server's working directory, {Path.cwd()}; give an absolute path)"
-        raise _refuse(name, ref, ANY_INPUT, f"does not exist{where}") from None
+        raise refusal(name, ref, ANY_INPUT, f"does not exist{where}") from None
     except OSError as e:
-        raise _refuse(name, ref, "a readable file", f"cannot be read ({e.strerror})") from None
+        raise refusal(name, ref, "a readable file", f"cannot be read ({e.strerror})") from None
     try:
         status = os.fstat(fd)  # of what was opened: nothing can change between this check and the read
         if not stat.S_ISREG(status.st_mode):
-            raise _refuse(name, ref, "an image file", "is not a file")
+            raise refusal(name, ref, "an image file", "is not a file")
         if status.st_size > limit:
             why = f"is {status.st_size} bytes; the limit here is {limit}"
-            raise _refuse(name, ref, f"at most {limit} bytes", why)
+            raise refusal(name, ref, f"at most {limit} bytes", why)
         with os.fdopen(fd, "rb", closefd=False) as file:
             data = file.read(limit + 1)  # never more than the limit, even from a file that grows
     except OSError as e:
-        raise _refuse(name, ref, "a readable file", f"cannot be read ({e.strerror})") from None
+        raise refusal(name, ref, "a readable file", f"cannot be read ({e.strerror})") from None
     finally:
         os.close(fd)
     if len(data) > limit:
-        raise _refuse(name, ref, f"at most {limit} bytes", f"holds more than {limit} bytes")
+        raise refusal(name, ref, f"at most {limit} bytes", f"holds more than {limit} bytes")
     return data
 
 
 def _decode_data_url(name: str, ref: str, limit: int) -> bytes:
     match = DATA_URL.match(ref)
     if match is None:
-        raise _refuse(name, ref, "data:image/<type>;base64,<data>", "is not a base64 data: URL")
+        raise refusal(name, ref, "data:image/<type>;base64,<data>", "is not a base64 data: URL")
     if len(match[3]) * 3 // 4 > limit:
-        raise _refuse(name, ref, f"at most {limit} bytes", f"holds more than {limit} bytes")
+        raise refusal(name, ref, f"at most {limit} bytes", f"holds more than {limit} bytes")
     try:
         return bytes(codec.b64decode(match[3]))  # outside a payload scope: bytes, not copied
     except ValueError:
-        raise _refuse(name, ref, "valid base64", "does not hold valid base64") from None
-
-
-def _split_url(name: str, ref: str) -> tuple[SplitResult, str, int]:
-    """The URL's parts, its host and its port; refused if any is malformed."""
-    try:
-        parts = urlsplit(ref)
-        host, port = parts.hostname, parts.port
-    except ValueError:
-        raise _refuse(name, ref, "a valid http(s) URL", "is not a valid URL") from None
-    if not host:
-        raise _refuse(name, ref, "a valid http(s) URL", "names no host")
-    return parts, host, port or (443 if parts.scheme.lower() == "https" else 80)
-
-
-async def _checked_url(name: str, ref: str, policy: InputPolicy) -> tuple[str, str | None]:
-    """The URL to download and the address to connect to, refused unless every address its host
-    resolves to is public.
-
-    The URL is rebuilt from the parts that were checked, so the HTTP client cannot read another
-    host out of it (user@host tricks, backslashes) than the one resolved here; and the download
-    connects to an address checked here, so a name that resolves differently a moment later
-    (DNS rebinding) cannot lead it to a private one.
-    """
-    if policy.allow_private_urls:
-        return ref, None
-    parts, host, port = _split_url(name, ref)
-    try:
-        with anyio.fail_after(RESOLVE_TIMEOUT):
-            addresses = await policy.resolve(host, port)
-    except (OSError, UnicodeError, ValueError, TimeoutError):  # IDNA rejects some names with ValueErrors
-        addresses = []
-    if not addresses:
-        why = f"could not be downloaded: its host {shown(host)} does not resolve"
-        raise _refuse(name, ref, "a reachable http(s) image URL", why)
-    private = next((a for a in addresses if not is_public_address(a)), None)
-    if private is not None:
-        why = f"points at {private}, which is not a public address; {ALLOW_PRIVATE}, or pass the image as a file"
-        raise _refuse(name, ref, "an http(s) URL on a public host", why)
-    netloc = f"[{host}]" if ":" in host else host
-    netloc += f":{parts.port}" if parts.port is not None else ""
-    return parts._replace(netloc=netloc, fragment="").geturl(), addresses[0]
-
-
-async def check_result_url(
-    url: str, policy: InputPolicy, provider_host: str | None
-) -> tuple[str, str | None]:
-    """A result URL an upstream handed back (or a redirect's target), vetted like an input URL:
-    the URL to fetch and the address to connect to. The provider's own host is exempt (a local
-    gateway such as ModelGate's client hands back localhost URLs). Raises UpstreamError."""
-    try:
-        parts, host, _ = _split_url("result URL", url)
-        if parts.scheme.lower() not in ("http", "https"):
-            raise _refuse("result URL", url, "http(s)", f"uses the {shown(parts.scheme)}: scheme")
-        if host == provider_host:
-            return url, None
-        return await _checked_url("result URL", url, policy)
-    except InvalidRequest as e:
-        raise UpstreamError(f"handed back an image URL that is not fetched: {e.message}") from None
+        raise refusal(name, ref, "valid base64", "does not hold valid base64") from None
 
 
 async def _load_bytes(name: str, ref: str, form: str, limit: int, fetch: Fetch, policy: InputPolicy) -> bytes:
@@ -228,15 +114,15 @@ async def _load_bytes(name: str, ref: str, form: str, limit: int, fetch: Fetch, 
         if scheme:  # file:, ftp:, gopher:… were once read as odd relative paths; say what is taken instead
             hint = "; a file name with a colon can be given as ./name" if scheme[1].lower() != "file" else ""
             why = f"uses the {scheme[1]}: scheme, which is not accepted; give a plain local path, an http(s) URL or a data: URL{hint}"
-            raise _refuse(name, ref, "a local path, an http(s) URL or a data: URL", why)
+            raise refusal(name, ref, "a local path, an http(s) URL or a data: URL", why)
         return await anyio.to_thread.run_sync(_read_file, name, ref, limit, policy.roots)
     if form == "base64":
         return _decode_data_url(name, ref, limit)
-    url, address = await _checked_url(name, ref, policy)
+    url, address = await checked_url(name, ref, policy)
     try:
         return await fetch(url, limit, address)
     except ImagegateError as e:  # the agent's URL, not the provider, failed: say which input
-        raise _refuse(
+        raise refusal(
             name, ref, "a reachable http(s) image URL", f"could not be downloaded: {e.message}"
         ) from None
 
@@ -245,12 +131,12 @@ def _check_image(name: str, ref: str, data: bytes, route: Route, mask: bool) -> 
     try:
         info = probe(data)
     except NotAnImage as e:
-        raise _refuse(name, ref, "an image", f"is not a usable image: it {e}") from None
+        raise refusal(name, ref, "an image", f"is not a usable image: it {e}") from None
     formats = route.inputs.mask_formats if mask else route.inputs.formats
     if formats and info.mime.split("/")[1] not in formats:
-        raise _refuse(name, ref, list(formats), f"is {info.mime}; {route.where} takes {', '.join(formats)}")
+        raise refusal(name, ref, list(formats), f"is {info.mime}; {route.where} takes {', '.join(formats)}")
     if route.inputs.max_pixels and info.width * info.height > route.inputs.max_pixels:
-        raise _refuse(
+        raise refusal(
             name,
             ref,
             f"at most {route.inputs.max_pixels} pixels",
@@ -261,14 +147,14 @@ def _check_image(name: str, ref: str, data: bytes, route: Route, mask: bool) -> 
             route.inputs.max_edge and edge > route.inputs.max_edge
         ):
             span = f"{route.inputs.min_edge or 1}–{route.inputs.max_edge or '∞'} px a side"
-            raise _refuse(name, ref, span, f"is {info.width}x{info.height}; {route.where} takes {span}")
+            raise refusal(name, ref, span, f"is {info.width}x{info.height}; {route.where} takes {span}")
     low, high = route.inputs.min_ratio, route.inputs.max_ratio
     shape = Fraction(info.width, info.height)
     if (low and shape < ratio_value(low)) or (high and shape > ratio_value(high)):
         span = (
             f"width:height {low}" if low == high else f"width:height from {low or '0:1'} to {high or '1:0'}"
         )
-        raise _refuse(name, ref, span, f"is {info.width}x{info.height}; {route.where} takes {span}")
+        raise refusal(name, ref, span, f"is {info.width}x{info.height}; {route.where} takes {span}")
     return info
 
 
@@ -311,7 +197,7 @@ async def load_inputs(
         and (mask.width, mask.height) != (first.width, first.height)
     ):
         size = f"{first.width}x{first.height}"
-        raise _refuse(
+        raise refusal(
             "mask",
             request.mask or "",
             size,

@@ -1,4 +1,4 @@
-"""The planner: how n splits into per-call batches, and how input images are loaded (files,
+"""How n splits into per-call batches, and how input images are loaded (files,
 data: URLs, fetched URLs, URLs passed through), checked against the route and refused."""
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ import pytest
 from PIL import Image
 
 from imagegate.errors import InvalidRequest, UpstreamError
-from imagegate.planner import batches, load_inputs
+from imagegate.generation import batches
+from imagegate.inputs import load_inputs
 from imagegate.service import Service, build_service
 
 pytestmark = pytest.mark.anyio
