@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -25,11 +25,11 @@ from urllib.parse import urlsplit
 
 import anyio
 
-from . import codec
+from . import codec, intake
 from .addresses import check_result_url
 from .catalog import Route
 from .catalog.sizes import ratio_value
-from .errors import ImagegateError, NoImagesReturned, StorageError, UpstreamError, clip
+from .errors import ImagegateError, NoImagesReturned, StorageError, UpstreamError
 from .imaging import ImageInfo, NotAnImage, Preview, PreviewPolicy, Source, probe
 from .incoming import Incoming
 from .inputs import InputPolicy, load_inputs
@@ -49,15 +49,6 @@ HEARTBEAT_SECONDS = 5.0
 MAX_CONCURRENT_CALLS = 4
 MAX_CONCURRENT_PREVIEWS = 2
 """Full decodes at once: a 4096² image takes 64 MB while it is scaled down, and there are two cores."""
-IMAGE_BYTES_PER_PIXEL = 4
-"""The most an encoded image can take per pixel: RGBA stored without compression (real ones take far less)."""
-IMAGE_SLACK = 1024 * 1024
-"""Room in an image file beyond its pixels: metadata, an embedded colour profile or thumbnail."""
-REPLY_SLACK = 16 * 1024 * 1024
-MIN_REPLY_BYTES = 64 * 1024 * 1024
-"""Body caps never go below this: JSON around the images, a model's interim drafts (Gemini 3 Pro)."""
-MAX_USAGE_ITEMS = 50
-MAX_USAGE_DEPTH = 6
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,21 +173,21 @@ class Generator:
             images=images,
             mask=mask,
         )
-        bounded = client.limited(self.max_reply_bytes or reply_cap(request.route, batch.count))
+        capped = client.limited(self.max_reply_bytes or intake.reply_cap(request.route, batch.count))
         async with anyio.create_task_group() as group:
             made = Previews(group, self.previewing, previews, request, batch.first)
             try:
                 # Payloads are decoded as the reply arrives, and stay in scope until every image is saved.
                 with codec.large_payloads(on_stream=made.streaming):
                     async with self.limiter:
-                        reply = await adapter(job, bounded)
-                    batch.reply = reply = _bounded(reply, batch, client)
+                        reply = await adapter(job, capped)
+                    batch.reply = reply = intake.bounded(reply, batch.count, client, batch.problems)
                     with anyio.CancelScope(shield=True):
                         for j, artifact in enumerate(reply.artifacts):
                             if await self._save_one(request, batch, artifact, batch.first + j, client, made):
                                 await _say(progress, f"saved image {batch.first + j} of {request.n}")
             except ImagegateError as e:
-                batch.error = _scrubbed_error(e, client, request.route.provider)
+                batch.error = intake.scrubbed_error(e, client, request.route.provider)
             except Exception:  # a bug, or a failure nobody classified: this batch's error, never the server's
                 batch.error = _internal(request.route.provider, f"batch {batch.index + 1}")
             finally:
@@ -217,7 +208,7 @@ class Generator:
             return True
         except Exception as e:
             error = (
-                _scrubbed_error(e, client, request.route.provider)
+                intake.scrubbed_error(e, client, request.route.provider)
                 if isinstance(e, ImagegateError)
                 else _internal(request.route.provider, f"image {index}")
             )
@@ -287,7 +278,7 @@ class Generator:
         arrived(incoming.reader())
         try:
             await client.download(
-                url, _appender(incoming), image_cap(route), check=self._result_check(client)
+                url, _appender(incoming), intake.image_cap(route), check=self._result_check(client)
             )
         except BaseException:
             incoming.end(complete=False)
@@ -370,73 +361,6 @@ def batches(n: int, per_call: int) -> list[int]:
     """⌈n / per_call⌉ calls, full ones first, the remainder last: batches(5, 2) == [2, 2, 1]."""
     full, rest = divmod(n, per_call)
     return [per_call] * full + ([rest] if rest else [])
-
-
-def reply_cap(route: Route, count: int) -> int:
-    """The most bytes a reply with `count` images from `route` can legitimately hold: each at the
-    route's largest, uncompressed, as base64, plus room for the JSON around them."""
-    return max(MIN_REPLY_BYTES, count * image_cap(route) * 4 // 3 + REPLY_SLACK)
-
-
-def image_cap(route: Route) -> int:
-    """The most bytes one image file from `route` can legitimately take (a download's cap)."""
-    return route.largest_image * IMAGE_BYTES_PER_PIXEL + IMAGE_SLACK
-
-
-def _bounded(reply: AdapterReply, batch: _BatchRun, client: ProviderClient) -> AdapterReply:
-    """The reply as it may go on: never more images than asked (the extras are dropped, and said), and
-    every text from the body scrubbed of the key and clipped."""
-    artifacts = reply.artifacts
-    if len(artifacts) > batch.count:
-        batch.problems.append(
-            f"{client.profile.id} returned {len(artifacts)} images for {batch.count} asked in one call; the {len(artifacts) - batch.count} extra were not saved"
-        )
-        artifacts = artifacts[: batch.count]
-    return replace(
-        reply,
-        artifacts=tuple(
-            replace(a, revised_prompt=_upstream_text(client, a.revised_prompt)) for a in artifacts
-        ),
-        warnings=tuple(
-            replace(w, detail=_upstream_text(client, w.detail) or "")
-            for w in reply.warnings[: batch.count + 8]
-        ),
-        failures=tuple(_upstream_text(client, f) or "" for f in reply.failures[: batch.count]),
-        note=_upstream_text(client, reply.note),
-        usage=_upstream_value(client, reply.usage, 0) if reply.usage else None,
-    )
-
-
-def _upstream_text(client: ProviderClient, text: str | None) -> str | None:
-    """A text from a reply body as it may reach a result, a sidecar or a log: the key removed, clipped,
-    and never a payload token (a long base64 string that was not an image)."""
-    return clip(client.redact(codec.plain(text))) if text else text
-
-
-def _upstream_value(client: ProviderClient, value: Any, depth: int) -> Any:
-    """A JSON value from a reply (usage), with every string scrubbed and its size bounded."""
-    if isinstance(value, str):
-        return _upstream_text(client, value)
-    if depth >= MAX_USAGE_DEPTH and isinstance(value, (Mapping, list, tuple)):
-        return "…"
-    if isinstance(value, Mapping):
-        items = list(value.items())[:MAX_USAGE_ITEMS]
-        return {_upstream_text(client, str(k)): _upstream_value(client, v, depth + 1) for k, v in items}
-    if isinstance(value, (list, tuple)):
-        return [_upstream_value(client, v, depth + 1) for v in value[:MAX_USAGE_ITEMS]]
-    return (
-        value
-        if value is None or isinstance(value, (bool, int, float))
-        else _upstream_text(client, str(value))
-    )
-
-
-def _scrubbed_error(error: ImagegateError, client: ProviderClient, provider: str) -> ImagegateError:
-    """Errors an adapter raised from a 200 body never passed the client's scrubbing: scrub them here."""
-    error.message = _upstream_text(client, error.message) or error.message
-    error.upstream_message = _upstream_text(client, error.upstream_message)
-    error.provider = error.provider or provider
-    return error
 
 
 def _internal(provider: str, what: str) -> UpstreamError:

@@ -8,7 +8,7 @@ from pydantic import SecretStr
 
 from imagegate import codec
 from imagegate.errors import UPSTREAM_TEXT_CHARS
-from imagegate.generation import _BatchRun, _bounded
+from imagegate.intake import bounded
 from imagegate.providers.base import AdapterReply, Artifact, RouteWarning
 from imagegate.providers.http import ProviderClient, ProviderProfile
 
@@ -29,7 +29,7 @@ def test_replies_are_scrubbed_of_the_key_before_they_become_warnings():
         note=f"the model said {KEY}",
         usage={"total": 3, "detail": [{"echo": KEY}], KEY: "as a key"},
     )
-    clean = _bounded(reply, _BatchRun(0, 1, 1), client())
+    clean = bounded(reply, 1, client(), [])
     assert KEY not in repr(clean)
     assert clean.failures == ("image 2 blocked for ***",) and clean.note == "the model said ***"
     assert clean.artifacts[0].revised_prompt == "a cat, ***" and clean.usage == {
@@ -45,7 +45,7 @@ def test_texts_from_a_reply_are_clipped_and_never_a_payload_token():
         item = codec.loads(f'{{"revised_prompt": "{long_base64}"}}'.encode())["revised_prompt"]
         assert item.startswith("\x00")  # the parser took it for a payload
         reply = AdapterReply(artifacts=(Artifact(data=b"x", revised_prompt=item),), note="n" * 10**6)
-        clean = _bounded(reply, _BatchRun(0, 1, 1), client())
+        clean = bounded(reply, 1, client(), [])
     revised = clean.artifacts[0].revised_prompt or ""
     assert revised.startswith(long_base64[:100]) and "\x00" not in revised
     assert len(revised) < UPSTREAM_TEXT_CHARS + 40 and len(clean.note or "") < UPSTREAM_TEXT_CHARS + 40
@@ -53,7 +53,7 @@ def test_texts_from_a_reply_are_clipped_and_never_a_payload_token():
 
 def test_never_more_images_than_asked():
     reply = AdapterReply(artifacts=tuple(Artifact(data=bytes([i])) for i in range(10)))
-    batch = _BatchRun(0, 2, 1)
-    clean = _bounded(reply, batch, client())
+    warnings: list[str] = []
+    clean = bounded(reply, 2, client(), warnings)
     assert [a.data for a in clean.artifacts] == [b"\x00", b"\x01"]
-    assert batch.problems and "10 images for 2" in batch.problems[0]
+    assert warnings and "10 images for 2" in warnings[0]
