@@ -150,6 +150,18 @@ class Validator:
         # route that serves the call, whose messages name it (and aliases are resolved there).
         self.structure = {name: _structure_only(schema) for name, schema in tool_schemas.items()}
 
+    def _takers(self, knob: str, tool: str, route: Route) -> str:
+        """Where a knob this route lacks would work: this model's other providers, else other models."""
+        takers = [r for r in self.router.offered_routes(tool) if knob in r.knobs_for(tool)]
+        same_model = [r.provider for r in takers if r.model == route.model]
+        if same_model:
+            return f"; {route.model} takes it via {', '.join(dict.fromkeys(same_model))} (provider argument)"
+        models = list(dict.fromkeys(r.model for r in takers))
+        if not models:
+            return "; no configured model takes it"
+        more = f" and {len(models) - 6} more" if len(models) > 6 else ""
+        return f"; models that take it: {', '.join(models[:6])}{more}"
+
     def validate(self, tool: str, raw: Mapping[str, Any] | None) -> ImageRequest:
         """Check a generate/edit call fully and resolve its size; nothing is sent anywhere."""
         args = {k: v for k, v in (raw or {}).items() if v is not None}
@@ -158,7 +170,12 @@ class Validator:
         images = tuple(args.get("images", ()))
         exact = route_schema(route, tool, self.knob_defs, references=len(images))
         del exact["properties"]["size"]  # resolve_size reads the same rule and says more (ratios, tiers)
-        check_object(exact, args, route.where)
+        try:
+            check_object(exact, args, route.where)
+        except InvalidRequest as e:
+            if e.argument in self.knob_defs and e.argument not in route.knobs_for(tool):
+                e.message += self._takers(e.argument, tool, route)
+            raise
         self._check_forms(route, images, args.get("mask"))
         self._check_extra(args.get("extra", {}))
         size = resolve_size(route.size_rule(len(images)), args.get("size"), args.get("resolution"), route.where)
