@@ -10,8 +10,10 @@ same `b64decode` calls):
   `Incoming` buffer, and tells the scope's `on_stream` at once, so the image can be decoded for
   its preview during the transfer;
 - `loads` finds each long base64 string (or base64 `data:` URL) in the raw bytes, takes its bytes
-  (already decoded, or decoded now from a memoryview) and leaves a short token in its place, which
-  `b64decode` turns back into those bytes.
+  (already decoded, or decoded now from a memoryview) and hands it over as a `Payload` where the
+  string was. A `Payload` is not a str: only image fields (`providers.base.Encoded`) take one, and a
+  text field gets the original text back (`Payload.text()`), so no token ever reaches a result.
+  Its bytes live until the scope ends.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 import binascii
 import json
 import re
+import secrets
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -33,21 +36,25 @@ __all__ = [
     "LARGE_STRING",
     "MAX_DEPTH",
     "BodyWatcher",
+    "Payload",
     "b64decode",
     "b64encode",
     "large_payloads",
-    "loads",
     "plain",
+    "loads",
+    "textual",
     "watcher",
 ]
 
 LARGE_STRING = 128 * 1024
+"""Strings at least this long are decoded from the bytes when they are base64; shorter ones parse as usual."""
 MAX_DEPTH = 64
 """The deepest nesting of arrays and objects a reply may have; no upstream's documented reply comes close,
 and a body of 100,000 `[` must fail as a malformed reply, not as a RecursionError out of the parser."""
-"""Strings at least this long are decoded from the bytes when they are base64; shorter ones parse as usual."""
 _DATA_URL = re.compile(rb"data:[\w/+.-]*(?:;[\w=.+-]+)*;base64,")
-_TOKEN = "\x00imagegate-payload-{}"
+_MIME = re.compile(r"^data:([\w/+.-]+)")
+_TOKEN = "\x00imagegate-payload-{}-{}"
+"""Where a payload stood while `json.loads` ran: one nonce per body, so no upstream can forge one."""
 Spans = dict[int, tuple[int, bytearray]]
 """Strings decoded while their body arrived: text start -> (closing quote, decoded bytes)."""
 
@@ -55,7 +62,8 @@ Spans = dict[int, tuple[int, bytearray]]
 @dataclass
 class _Scope:
     on_stream: Callable[[Incoming], None] | None
-    payloads: dict[str, bytes | bytearray] = field(default_factory=dict)
+    payloads: list[bytes | bytearray] = field(default_factory=list)
+    open: bool = True
     streamed: dict[int, tuple[bytearray, Spans]] = field(default_factory=dict)
     """id(body) -> (the body, its spans), from a watched body until loads takes them."""
 
@@ -67,24 +75,65 @@ _scope: ContextVar[_Scope | None] = ContextVar("imagegate_payloads", default=Non
 def large_payloads(on_stream: Callable[[Incoming], None] | None = None) -> Iterator[None]:
     """While open, long base64 strings are decoded from the bytes (as they arrive, where they are
     bare, each `Incoming` handed to `on_stream` in the event loop); all is freed on exit."""
-    reset = _scope.set(_Scope(on_stream))
+    scope = _Scope(on_stream)
+    reset = _scope.set(scope)
     try:
         yield
     finally:
         _scope.reset(reset)
+        scope.open = False
+        scope.payloads.clear()  # a Payload that outlives its scope owns no bytes
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Payload:
+    """A long base64 string of a parsed body (or the base64 of a `data:` URL), already decoded.
+
+    Not a str, so nothing can take it for text by mistake: image fields accept it, and `text()`
+    gives back the string as the upstream sent it where it was text after all (a revised prompt).
+    """
+
+    _scope: _Scope = field(repr=False)
+    _index: int
+    prefix: str = ""
+    """A `data:` URL's head ("data:image/png;base64,"), or "" for bare base64."""
+
+    def data(self) -> bytes | bytearray:
+        """The decoded bytes (those that streamed in, not a copy); ValueError once the scope has ended."""
+        if not self._scope.open:
+            raise ValueError("the payload's scope has ended")
+        return self._scope.payloads[self._index]
+
+    @property
+    def mime(self) -> str | None:
+        """The media type a `data:` URL names."""
+        match = _MIME.match(self.prefix)
+        return match[1] if match else None
+
+    def text(self) -> str:
+        """The string as it stood in the body (re-encoded: only for what turned out to be text)."""
+        return self.prefix + b64encode(bytes(self.data()))
 
 
 def b64encode(data: bytes) -> str:
     return pybase64.b64encode(data).decode("ascii")
 
 
-def plain(text: str) -> str:
-    """A string from a parsed body as the upstream sent it: a payload token (a long base64 string that
-    was not an image at all, say a revised prompt) becomes its base64 text again."""
-    scope = _scope.get()
-    if scope and text.startswith("\x00") and (decoded := scope.payloads.get(text)) is not None:
-        return b64encode(bytes(decoded))
-    return text
+def plain(text: str | Payload) -> str:
+    """A string from a parsed body as the upstream sent it. Wire models already turn a `Payload` in a
+    text field back into its text, so this only matters for a value that skipped them (the error reader)."""
+    return text.text() if isinstance(text, Payload) else text
+
+
+def textual(value: Any) -> Any:
+    """`value` (a JSON value) with every `Payload` in it turned back into its text."""
+    if isinstance(value, Payload):
+        return value.text()
+    if isinstance(value, dict):
+        return {key: textual(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [textual(item) for item in value]
+    return value
 
 
 def b64decode(text: str | bytes | memoryview) -> bytes | bytearray:
@@ -92,9 +141,6 @@ def b64decode(text: str | bytes | memoryview) -> bytes | bytearray:
 
     Raises ValueError (binascii.Error is one) when `text` is not base64.
     """
-    scope = _scope.get()
-    if scope and isinstance(text, str) and (decoded := scope.payloads.get(text)) is not None:
-        return decoded
     try:
         return pybase64.b64decode(text, validate=True)
     except (binascii.Error, ValueError, TypeError):
@@ -196,21 +242,47 @@ class BodyWatcher:
 
 def loads(content: bytes | bytearray, payloads: bool = True) -> Any:
     """`json.loads`, nested at most MAX_DEPTH deep; inside a `large_payloads()` scope (unless not
-    `payloads`), long base64 strings come out as tokens.
+    `payloads`), long base64 strings come out as `Payload`s.
 
     Raises ValueError for anything that is not such a document (UnicodeDecodeError is one).
     """
     scope = _scope.get() if payloads else None
+    found: dict[str, Payload] = {}
     if scope is not None and len(content) >= LARGE_STRING:
         watched = scope.streamed.pop(id(content), None)
         spans = watched[1] if watched is not None and watched[0] is content else {}
-        content = _extract(content, scope.payloads, spans)
+        content = _extract(content, scope, spans, found)
     try:
         value = json.loads(content)
     except RecursionError:
         raise ValueError("nested too deep") from None
     if _too_deep(value):
         raise ValueError(f"nested more than {MAX_DEPTH} deep")
+    return _placed(value, found) if found else value
+
+
+def _placed(value: Any, found: dict[str, Payload]) -> Any:
+    """The document with each token replaced by its Payload (in place, walked without recursion)."""
+    if isinstance(value, str):
+        return found.get(value, value)
+    level: list[Any] = [value]
+    while level:
+        nested: list[Any] = []
+        for node in level:
+            if isinstance(node, dict) and any(key in found for key in node):
+                # A key is text whatever it looks like (a long base64 key is absurd, not an image).
+                renamed = {found[key].text() if key in found else key: item for key, item in node.items()}
+                node.clear()
+                node.update(renamed)
+            keys = list(node) if isinstance(node, dict) else range(len(node))
+            for key in keys:
+                item = node[key]
+                if isinstance(item, str):
+                    if item in found:
+                        node[key] = found[item]
+                elif isinstance(item, (dict, list)):
+                    nested.append(item)
+        level = nested
     return value
 
 
@@ -229,8 +301,11 @@ def _too_deep(value: Any) -> bool:
     return any(isinstance(node, (list, dict)) for node in level)
 
 
-def _extract(raw: bytes | bytearray, payloads: dict[str, bytes | bytearray], spans: Spans) -> bytes | bytearray:
-    """The body with every long base64 string replaced by a token; the bytes go in `payloads`."""
+def _extract(
+    raw: bytes | bytearray, scope: _Scope, spans: Spans, payloads: dict[str, Payload]
+) -> bytes | bytearray:
+    """The body with every long base64 string replaced by a token; its Payload goes in `payloads`."""
+    nonce = secrets.token_hex(8)
     body = memoryview(raw)
     parts: list[bytes | memoryview] = []
     kept = position = 0
@@ -244,9 +319,10 @@ def _extract(raw: bytes | bytearray, payloads: dict[str, bytes | bytearray], spa
         )
         if found or (end - start > LARGE_STRING and (found := _decode(raw, start + 1, end)) is not None):
             prefix, data = found
-            token = _TOKEN.format(len(payloads))
-            payloads[token] = data
-            parts += [body[kept : start + 1], prefix, json.dumps(token)[1:-1].encode()]
+            token = _TOKEN.format(nonce, len(scope.payloads))
+            payloads[token] = Payload(scope, len(scope.payloads), prefix.decode("ascii"))
+            scope.payloads.append(data)
+            parts += [body[kept : start + 1], json.dumps(token)[1:-1].encode()]
             kept = end
         position = end + 1
     if not parts:

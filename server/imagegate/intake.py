@@ -10,7 +10,6 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
-from . import codec
 from .catalog import Route
 from .errors import ImagegateError, clip
 from .providers.base import AdapterReply
@@ -64,9 +63,10 @@ def bounded(reply: AdapterReply, count: int, client: ProviderClient, warnings: l
 
 
 def upstream_text(client: ProviderClient, text: str | None) -> str | None:
-    """A text from a reply body as it may reach a result, a sidecar or a log: the key removed, clipped,
-    and never a payload token (a long base64 string that was not an image)."""
-    return clip(client.redact(codec.plain(text))) if text else text
+    """A text from a reply body as it may reach a result, a sidecar or a log: the key removed and
+    clipped (a long base64 string that was not an image is text again already: the wire models
+    give a Payload back as its text everywhere but in image fields)."""
+    return clip(client.redact(text)) if text else text
 
 
 def upstream_value(client: ProviderClient, value: Any, depth: int) -> Any:

@@ -20,7 +20,7 @@ from .imaging import PreviewPolicy
 from .inputs import InputPolicy
 from .jobs import Job, Jobs
 from .listing import ModelsAnswer, SizesAnswer, list_models, supported_sizes
-from .providers import Registry
+from .providers import Registry, protocol_rules
 from .providers.base import Adapter
 from .providers.http import Transport
 from .router import Router
@@ -122,7 +122,7 @@ def build_service(
     Nothing is opened here.
     """
     settings = load_settings(env)
-    catalog = load_catalog(settings.additions)
+    catalog = load_catalog(settings.additions, protocols=protocol_rules())
     router = Router(catalog, settings)
     schemas = _image_schemas(router, catalog, settings.schema_conditionals) | listing_schemas(router.provider_order)
     validator = Validator(router, catalog.knobs, schemas)

@@ -25,7 +25,7 @@ from imagegate.errors import (
     RateLimited,
     UpstreamError,
 )
-from imagegate.providers.ark import build_request, classify_error, parse_reply, run
+from imagegate.providers.ark import build_request, classify_error, parse_reply, run, with_seed
 from imagegate.providers.base import Batch, InputImage
 from imagegate.providers.http import ProviderClient, ProviderProfile
 
@@ -80,7 +80,7 @@ def test_size_goes_as_a_tier_alone_or_as_pixels_never_both(model, size, wire_siz
     request = build_request(job(model, size=size))
 
     assert request.path == "/images/generations"
-    assert request.body == {
+    assert request.json == {
         "model": route(model).upstream,
         "prompt": "a red fox",
         "size": wire_size,
@@ -93,26 +93,26 @@ def test_size_goes_as_a_tier_alone_or_as_pixels_never_both(model, size, wire_siz
 def test_seededit_sends_its_one_image_as_a_string_and_size_adaptive(size):
     request = build_request(job("seededit-3.0", tool="edit", size=size, images=(image(),)))
 
-    assert request.body["image"] == DATA_URL
-    assert request.body["size"] == "adaptive"
+    assert request.json["image"] == DATA_URL
+    assert request.json["size"] == "adaptive"
 
 
 def test_several_references_go_as_a_list_urls_as_given_bytes_as_lowercase_data_urls():
     refs = (image(), image(url="https://example.com/cat.png"), image("image/PNG"))
-    body = build_request(job(tool="edit", images=refs)).body
+    body = build_request(job(tool="edit", images=refs)).json
 
     png_url = "data:image/png;base64," + base64.b64encode(JPEG).decode()
     assert body["image"] == [DATA_URL, "https://example.com/cat.png", png_url]
 
 
 def test_a_text_to_image_call_sends_no_image_field():
-    assert "image" not in build_request(job("seedream-3.0")).body
+    assert "image" not in build_request(job("seedream-3.0")).json
 
 
 def test_knobs_keep_their_names_and_extra_is_merged_as_is():
     knobs = {"seed": 42, "guidance_scale": 2.5, "watermark": False}
     extra = {"optimize_prompt_options": {"mode": "fast"}}
-    body = build_request(job("seedream-3.0", knobs=knobs, extra=extra, size=ResolvedSize(1024, 1024))).body
+    body = build_request(job("seedream-3.0", knobs=knobs, extra=extra, size=ResolvedSize(1024, 1024))).json
 
     assert body == {
         "model": "doubao-seedream-3-0-t2i-250415",
@@ -127,18 +127,18 @@ def test_knobs_keep_their_names_and_extra_is_merged_as_is():
 
 
 def test_watermark_is_left_to_ark_unless_asked_or_defaulted_by_the_catalog():
-    assert "watermark" not in build_request(job()).body  # Ark's own default (on) applies: gotcha 7
+    assert "watermark" not in build_request(job()).json  # Ark's own default (on) applies: gotcha 7
 
     knobs = {**route("seedream-4.0").knobs, "watermark": KnobRule(default=False)}
     defaulted = replace(route("seedream-4.0"), knobs=knobs)
-    assert build_request(job(route=defaulted)).body["watermark"] is False
-    assert build_request(job(route=defaulted, knobs={"watermark": True})).body["watermark"] is True
+    assert build_request(job(route=defaulted)).json["watermark"] is False
+    assert build_request(job(route=defaulted, knobs={"watermark": True})).json["watermark"] is True
 
 
 def test_several_images_in_one_call_use_group_mode_only_where_the_route_has_it():
-    group = build_request(job(count=3, images=(image(),), tool="edit")).body
-    single = build_request(job()).body
-    no_group = build_request(job("seedream-3.0", count=3)).body
+    group = build_request(job(count=3, images=(image(),), tool="edit")).json
+    single = build_request(job()).json
+    no_group = build_request(job("seedream-3.0", count=3)).json
 
     assert group["sequential_image_generation"] == "auto"
     assert group["sequential_image_generation_options"] == {"max_images": 3}
@@ -149,7 +149,7 @@ def test_several_images_in_one_call_use_group_mode_only_where_the_route_has_it()
 def test_a_ratio_without_pixels_is_not_dropped_silently():
     request = build_request(job(size=ResolvedSize(ratio="5:4", tier="2K")))
 
-    assert request.body["size"] == "2K"
+    assert request.json["size"] == "2K"
     assert [w.feature for w in request.warnings] == ["size"]
 
 
@@ -157,7 +157,7 @@ def test_a_ratio_without_pixels_is_not_dropped_silently():
 
 
 def test_url_reply_from_the_docs_gives_each_url_and_passes_usage_through():
-    reply = parse_reply(fixture("reply_urls"))
+    reply = parse_reply(fixture("reply_urls"), "ark")
 
     assert [a.url for a in reply.artifacts] == [item["url"] for item in fixture("reply_urls")["data"]]
     assert reply.usage == {"generated_images": 2, "output_tokens": 32768, "total_tokens": 32768}
@@ -166,7 +166,7 @@ def test_url_reply_from_the_docs_gives_each_url_and_passes_usage_through():
 
 def test_b64_json_items_are_decoded_and_the_asked_seed_is_recorded():
     body = {"created": 1, "data": [{"b64_json": base64.b64encode(JPEG).decode(), "size": "1024x1024"}]}
-    reply = parse_reply(body, seed=42)
+    reply = with_seed(parse_reply(body, "ark"), 42)
 
     assert reply.artifacts[0].decoded() == JPEG
     assert reply.artifacts[0].seed == 42

@@ -143,7 +143,7 @@ def test_extra_is_merged_as_given_and_the_upstream_model_id_is_sent():
 
 
 def test_the_flux_url_reply_gives_a_url_artifact_with_its_revised_prompt_and_cost_in_cny():
-    reply = parse_reply(fixture("url_reply"))
+    reply = parse_reply(fixture("url_reply"), "atalk")
 
     assert reply.artifacts == (
         Artifact(
@@ -156,7 +156,7 @@ def test_the_flux_url_reply_gives_a_url_artifact_with_its_revised_prompt_and_cos
 
 
 def test_the_gemini_base64_reply_gives_decoded_bytes_and_their_mime():
-    reply = parse_reply(fixture("base64_reply"))
+    reply = parse_reply(fixture("base64_reply"), "atalk")
 
     (artifact,) = reply.artifacts
     assert artifact.decoded() == PNG and artifact.mime == "image/png"
@@ -166,7 +166,7 @@ def test_the_gemini_base64_reply_gives_decoded_bytes_and_their_mime():
 def test_failed_images_are_reported_next_to_the_ones_that_arrived():
     body = fixture("url_reply") | {"usage": {"cost": 0.04, "images_generated": 1, "images_failed": 1}}
 
-    reply = parse_reply(body)
+    reply = parse_reply(body, "atalk")
 
     assert len(reply.artifacts) == 1
     assert reply.failures == ("the upstream reports 1 image(s) failed (usage.images_failed)",)
@@ -176,14 +176,14 @@ def test_a_reply_with_only_failed_images_is_no_images_and_says_so():
     body = {"code": 0, "data": [], "usage": {"cost": 0, "images_generated": 0, "images_failed": 1}}
 
     with pytest.raises(NoImagesReturned, match=r"1 image\(s\) failed"):
-        parse_reply(body)
+        parse_reply(body, "atalk")
 
 
 def test_an_unknown_image_type_is_ignored_and_counted():
     body = fixture("url_reply")
     body["data"].append({"type": "svg", "image": "<svg/>", "mimeType": "image/svg+xml"})
 
-    reply = parse_reply(body)
+    reply = parse_reply(body, "atalk")
 
     assert len(reply.artifacts) == 1
     assert reply.failures == ("1 item(s) of an unknown image type were ignored",)
@@ -204,7 +204,9 @@ def test_an_unknown_image_type_is_ignored_and_counted():
 )
 def test_unusable_replies_raise(body, error, fragment):
     with pytest.raises(error, match=fragment):
-        [artifact.decoded() for artifact in parse_reply(body).artifacts]  # base64 decodes in the core
+        [
+            artifact.decoded() for artifact in parse_reply(body, "atalk").artifacts
+        ]  # base64 decodes in the core
 
 
 @pytest.mark.parametrize(

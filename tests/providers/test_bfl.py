@@ -21,7 +21,15 @@ from imagegate.errors import (
     UpstreamError,
 )
 from imagegate.providers.base import Batch, InputImage
-from imagegate.providers.bfl import build_request, classify_error, is_finished, parse_result, parse_submit
+from imagegate.providers.bfl import (
+    Submitted,
+    build_request,
+    classify_error,
+    completed,
+    is_finished,
+    parse_result,
+    parse_submit,
+)
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "bfl"
 PNG = b"\x89PNG\r\n\x1a\n fake bytes"
@@ -61,7 +69,8 @@ def job(model: str = "flux-2-pro", **kw: Any) -> Batch:
     ],
 )
 def test_the_size_goes_as_pixels_or_aspect_ratio_to_the_models_path(model, size, expected_path, size_fields):
-    path, body = build_request(job(model, size=size))
+    request = build_request(job(model, size=size))
+    path, body = request.path, request.json
 
     assert path == expected_path
     assert body == {"prompt": "a red fox", **size_fields}
@@ -75,7 +84,7 @@ def test_knobs_take_bfl_field_names_and_extra_is_merged_as_is():
         "guidance_scale": 3.5,
         "prompt_extend": False,
     }
-    _, body = build_request(job("flux-2-flex", knobs=knobs, extra={"steps": 20}))
+    body = build_request(job("flux-2-flex", knobs=knobs, extra={"steps": 20})).json
 
     assert body == {
         "prompt": "a red fox",
@@ -94,7 +103,7 @@ def test_references_go_as_numbered_fields_urls_as_given_bytes_as_raw_base64():
         InputImage("images[1]", "", 0, 0, url="https://example.com/b.png"),
         InputImage("images[2]", "image/png", 8, 8, data=PNG),
     )
-    _, body = build_request(job(tool="edit", images=images))
+    body = build_request(job(tool="edit", images=images)).json
 
     raw = base64.b64encode(PNG).decode()
     assert {k: v for k, v in body.items() if k.startswith("input_image")} == {
@@ -109,21 +118,23 @@ def test_references_go_as_numbered_fields_urls_as_given_bytes_as_raw_base64():
 
 
 def test_submit_reply_gives_the_returned_polling_url_and_the_billing_figures():
-    url, usage = parse_submit(fixture("submit"))
+    submitted = parse_submit(fixture("submit"), "bfl")
+    url, usage = submitted.polling_url, submitted.usage
 
+    assert submitted.task_id == "d5ba37dc-ba09-4658-852e-deea7e176439"
     assert url == "https://api.eu2.bfl.ai/v1/get_result?id=d5ba37dc-ba09-4658-852e-deea7e176439"
     assert usage == {"cost": 3.0, "input_mp": 0.0, "output_mp": 1.05}
 
 
 def test_a_submit_reply_without_polling_url_falls_back_to_get_result_by_id():
-    url, usage = parse_submit({"id": "abc", "status": "Pending", "webhook_url": "https://hook.example"})
+    submitted = parse_submit({"id": "abc", "status": "Pending", "webhook_url": "https://hook.example"}, "bfl")
 
-    assert (url, usage) == ("/get_result?id=abc", {})
+    assert (submitted.polling_url, submitted.usage) == ("/get_result?id=abc", {})
 
 
 def test_a_submit_reply_without_id_is_an_upstream_error_with_its_detail():
     with pytest.raises(UpstreamError) as caught:
-        parse_submit({"detail": "Something broke"})
+        parse_submit({"detail": "Something broke"}, "bfl")
     assert caught.value.upstream_message == "Something broke"
 
 
@@ -148,20 +159,22 @@ def test_polling_stops_on_any_status_but_the_in_progress_ones(body, finished):
 
 
 def test_a_ready_task_gives_its_sample_url_seed_revised_prompt_and_the_submit_usage():
-    reply = parse_result(fixture("poll_ready"), "a red fox", {"cost": 3.0})
+    submitted = Submitted(polling_url="/get_result?id=t1", usage={"cost": 3.0}, task_id="t1")
+    reply = completed(parse_result(fixture("poll_ready"), "bfl"), submitted, "a red fox")
 
     (artifact,) = reply.artifacts
     assert artifact.url == fixture("poll_ready")["result"]["sample"]
     assert artifact.data is None and artifact.mime == "image/jpeg"
     assert artifact.seed == 42
     assert artifact.revised_prompt == "a red fox in the snow, golden hour, shallow depth of field"
-    assert reply.usage == {"cost": 3.0}
+    assert reply.usage == {"cost": 3.0} and reply.request_id == "t1"
 
 
 def test_a_result_prompt_that_only_echoes_the_prompt_is_not_a_revised_prompt():
     body = {"status": "Ready", "result": {"sample": "https://delivery.bfl.ai/x.png", "prompt": "a red fox"}}
 
-    (artifact,) = parse_result(body, "a red fox").artifacts
+    submitted = Submitted(polling_url="/get_result?id=t1", usage={}, task_id="t1")
+    (artifact,) = completed(parse_result(body, "bfl"), submitted, "a red fox").artifacts
     assert artifact.revised_prompt is None and artifact.mime == "image/png"
 
 
@@ -188,7 +201,7 @@ def test_a_result_prompt_that_only_echoes_the_prompt_is_not_a_revised_prompt():
 )
 def test_a_task_that_did_not_end_ready_is_classified(body, error, fragments):
     with pytest.raises(ImagegateError) as caught:
-        parse_result(body, "a red fox")
+        parse_result(body, "bfl")
 
     assert type(caught.value) is error
     for fragment in fragments:

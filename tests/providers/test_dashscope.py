@@ -61,8 +61,8 @@ def test_sync_generation_sends_one_user_message_and_an_asterisk_size():
     request = dashscope.build_request(
         job(knobs={"seed": 42, "prompt_extend": False, "negative_prompt": "blurry"})
     )
-    assert request.path == SYNC and request.headers == {} and not request.is_task
-    assert request.body == {
+    assert request.path == SYNC and request.headers == {}
+    assert request.json == {
         "model": "qwen-image-plus",
         "input": {"messages": [{"role": "user", "content": [{"text": "a flower shop"}]}]},
         "parameters": {
@@ -83,16 +83,16 @@ def test_edit_puts_images_before_the_instruction_as_urls_or_data_urls():
     request = dashscope.build_request(
         job("qwen-image-edit-plus", tool="edit", images=images, count=3, size=ResolvedSize())
     )
-    content = request.body["input"]["messages"][0]["content"]
+    content = request.json["input"]["messages"][0]["content"]
     assert content[0] == {"image": "https://example.com/in1.png"}
     assert content[1]["image"].startswith("data:image/png;base64,iVBOR")
     assert content[2] == {"text": "a flower shop"}
-    assert request.body["parameters"] == {"n": 3}  # no size: the output follows the last input
+    assert request.json["parameters"] == {"n": 3}  # no size: the output follows the last input
 
 
 def test_auto_size_sends_no_size_and_n_is_always_sent():
     request = dashscope.build_request(job("qwen-image-edit", tool="edit", size=ResolvedSize(auto=True)))
-    assert request.body["parameters"] == {"n": 1}
+    assert request.json["parameters"] == {"n": 1}
 
 
 def test_async_route_submits_a_prompt_task_with_the_async_header_and_n():
@@ -104,8 +104,8 @@ def test_async_route_submits_a_prompt_task_with_the_async_header_and_n():
             knobs={"negative_prompt": "low quality"},
         )
     )
-    assert request.path == T2I and request.headers == {"X-DashScope-Async": "enable"} and request.is_task
-    assert request.body == {
+    assert request.path == T2I and request.headers == {"X-DashScope-Async": "enable"}
+    assert request.json == {
         "model": "wan2.2-t2i-flash",
         "input": {"prompt": "a flower shop", "negative_prompt": "low quality"},
         "parameters": {"n": 4, "size": "512*1440"},
@@ -116,15 +116,15 @@ def test_wire_data_chooses_path_and_dialect():
     path = "/services/aigc/image-generation/generation"
     messages_task = job(route=route("wan2.6-t2i", mode="async", path=path, dialect="messages"))
     request = dashscope.build_request(messages_task)
-    assert request.path == path and request.is_task and "messages" in request.body["input"]
+    assert request.path == path and "messages" in request.json["input"]
     default = job(route=route("wan2.2-t2i-flash", path=None))
     assert dashscope.build_request(default).path == T2I
 
 
 def test_extra_merges_into_the_body_and_adds_to_input_and_parameters():
     request = dashscope.build_request(job(extra={"parameters": {"style": "<photography>"}, "resources": [1]}))
-    assert request.body["parameters"] == {"n": 1, "size": "1328*1328", "style": "<photography>"}
-    assert request.body["resources"] == [1]
+    assert request.json["parameters"] == {"n": 1, "size": "1328*1328", "style": "<photography>"}
+    assert request.json["resources"] == [1]
 
 
 @pytest.mark.parametrize(
@@ -146,7 +146,7 @@ def test_catalog_routes_use_the_endpoint_the_reference_names(model, mode):
 
 
 def test_sync_reply_gives_url_artifacts_and_usage():
-    reply = dashscope.parse_reply(fixture("sync_qwen_image"))
+    reply = dashscope.parse_reply(fixture("sync_qwen_image"), "dashscope")
     assert [a.url for a in reply.artifacts] == [
         "https://dashscope-result-bj.oss-cn-beijing.aliyuncs.com/1d/7f/qwen.png?Expires=1767951839&Signature=abc"
     ]
@@ -155,7 +155,7 @@ def test_sync_reply_gives_url_artifacts_and_usage():
 
 
 def test_wan26_sync_reply_collects_every_content_image():
-    reply = dashscope.parse_reply(fixture("sync_wan26"))
+    reply = dashscope.parse_reply(fixture("sync_wan26"), "dashscope")
     assert len(reply.artifacts) == 2 and reply.usage is not None and reply.usage["size"] == "1280*1280"
 
 
@@ -168,13 +168,13 @@ def test_sync_reply_with_code_instead_of_output_is_classified():
 @pytest.mark.parametrize("body", [{"output": {"choices": []}}, {"output": {}}, {}])
 def test_sync_reply_without_images_is_no_images(body):
     with pytest.raises(NoImagesReturned):
-        dashscope.parse_reply(body)
+        dashscope.parse_reply(body, "dashscope")
 
 
 def test_submit_gives_the_task_id():
-    assert dashscope.parse_submit(fixture("submit")) == "0385dc79-5ff8-4d82-bcb6-5ef7cbd0e8aa"
+    assert dashscope.parse_submit(fixture("submit"), "dashscope") == "0385dc79-5ff8-4d82-bcb6-5ef7cbd0e8aa"
     with pytest.raises(UpstreamError, match="no task_id"):
-        dashscope.parse_submit({"request_id": "x", "output": {}})
+        dashscope.parse_submit({"request_id": "x", "output": {}}, "dashscope")
 
 
 @pytest.mark.parametrize(
@@ -196,7 +196,7 @@ def test_an_unreadable_poll_reply_stops_polling():
 
 
 def test_succeeded_task_gives_urls_revised_prompts_and_per_result_failures():
-    reply = dashscope.parse_task(fixture("task_succeeded"))
+    reply = dashscope.parse_task(fixture("task_succeeded"), "dashscope")
     assert [a.url for a in reply.artifacts] == [
         "https://dashscope-result-bj.oss-cn-beijing.aliyuncs.com/1.png"
     ]
@@ -207,17 +207,17 @@ def test_succeeded_task_gives_urls_revised_prompts_and_per_result_failures():
 
 def test_succeeded_task_whose_every_result_failed_raises_the_results_error():
     with pytest.raises(ContentRefused):
-        dashscope.parse_task(fixture("task_all_results_failed"))
+        dashscope.parse_task(fixture("task_all_results_failed"), "dashscope")
 
 
 def test_failed_task_raises_its_code():
     with pytest.raises(ContentRefused) as caught:
-        dashscope.parse_task(fixture("task_failed"))
+        dashscope.parse_task(fixture("task_failed"), "dashscope")
     assert caught.value.upstream_message == "Input data may contain inappropriate content."
     body = fixture("task_failed")
     body["output"] |= {"code": "InternalError.Algo", "message": "algorithm error"}
     with pytest.raises(UpstreamError, match="internal error"):
-        dashscope.parse_task(body)
+        dashscope.parse_task(body, "dashscope")
 
 
 @pytest.mark.parametrize("status", ["UNKNOWN", "CANCELED"])
@@ -225,7 +225,7 @@ def test_unknown_and_canceled_tasks_are_upstream_errors(status):
     body = fixture("task_unknown")
     body["output"]["task_status"] = status
     with pytest.raises(UpstreamError, match=f"ended as {status}") as caught:
-        dashscope.parse_task(body)
+        dashscope.parse_task(body, "dashscope")
     assert type(caught.value) is UpstreamError
 
 

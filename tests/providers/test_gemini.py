@@ -8,7 +8,6 @@ asks for more than one candidate); error_api_key_invalid.json is the observed re
 from __future__ import annotations
 
 import base64
-import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -18,10 +17,8 @@ import pytest
 from pydantic import SecretStr
 
 from imagegate.catalog import ResolvedSize, Route, load_catalog
-from imagegate.catalog.spec import WireOptions
 from imagegate.errors import (
     AuthFailed,
-    ConfigError,
     ContentRefused,
     NoImagesReturned,
     RateLimited,
@@ -29,7 +26,7 @@ from imagegate.errors import (
     UpstreamTimeout,
 )
 from imagegate.providers.base import Batch, InputImage
-from imagegate.providers.gemini import build_request, classify_error, parse_reply, run
+from imagegate.providers.gemini import build_request, classify_error, parse_predictions, parse_reply, run
 from imagegate.providers.http import ProviderClient, ProviderProfile
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "gemini"
@@ -77,9 +74,9 @@ def test_edit_body_is_the_docs_request_example_field_for_field_and_in_order():
     )
 
     assert request.path == "/models/gemini-3-pro-image-preview:generateContent"
-    assert request.body == expected
-    assert list(request.body) == list(expected)
-    assert list(request.body["generationConfig"]) == list(expected["generationConfig"])
+    assert request.json == expected
+    assert list(request.json) == list(expected)
+    assert list(request.json["generationConfig"]) == list(expected["generationConfig"])
 
 
 @pytest.mark.parametrize(
@@ -107,13 +104,13 @@ def test_edit_body_is_the_docs_request_example_field_for_field_and_in_order():
     ],
 )
 def test_image_config_carries_the_ratio_and_only_tiers_the_model_accepts(model, size, image_config):
-    config = build_request(job(model, size)).body["generationConfig"]
+    config = build_request(job(model, size)).json["generationConfig"]
 
     assert config == {"responseModalities": ["IMAGE"], "imageConfig": image_config}
 
 
 def test_no_size_sends_no_image_config_so_the_aspect_follows_the_input():
-    body = build_request(job("gemini-2.5-flash-image")).body
+    body = build_request(job("gemini-2.5-flash-image")).json
 
     assert body == {
         "contents": [{"role": "user", "parts": [{"text": "a red fox"}]}],
@@ -130,7 +127,7 @@ def test_extra_fields_merge_into_the_body_and_generation_fields_into_generation_
     }
     body = build_request(
         job("gemini-2.5-flash-image", ResolvedSize(1344, 768, "16:9", "1K"), extra=extra)
-    ).body
+    ).json
 
     assert body["generationConfig"] == {
         "responseModalities": ["TEXT", "IMAGE"],
@@ -155,7 +152,7 @@ def test_imagen_body_is_the_docs_request_example():
     )
 
     assert request.path == "/models/imagen-4.0-generate-001:predict"
-    assert request.body == expected
+    assert request.json == expected
 
 
 @pytest.mark.parametrize(
@@ -171,7 +168,7 @@ def test_imagen_body_is_the_docs_request_example():
     ],
 )
 def test_imagen_always_sends_sample_count_and_only_tiers_the_model_has(model, size, parameters):
-    body = build_request(job(model, size, count=3)).body
+    body = build_request(job(model, size, count=3)).json
 
     assert body["parameters"] == {"sampleCount": 3, "includeRaiReason": True, **parameters}
 
@@ -180,14 +177,7 @@ def test_a_knob_the_protocol_cannot_express_is_a_warning_not_a_silent_drop():
     request = build_request(job("gemini-2.5-flash-image", knobs={"quality": "high"}))
 
     assert [w.feature for w in request.warnings] == ["quality"]
-    assert "quality" not in json.dumps(request.body)
-
-
-def test_an_unknown_dialect_is_a_config_error():
-    bad = dataclasses.replace(route("gemini-2.5-flash-image"), wire=WireOptions(dialect="vertex"))
-
-    with pytest.raises(ConfigError, match="vertex"):
-        build_request(dataclasses.replace(job("gemini-2.5-flash-image"), route=bad))
+    assert "quality" not in json.dumps(request.json)
 
 
 # ---- replies
@@ -195,7 +185,7 @@ def test_an_unknown_dialect_is_a_config_error():
 
 def test_image_reply_gives_the_image_the_models_text_and_usage():
     body = fixture("reply_image")
-    reply = parse_reply(body)
+    reply = parse_reply(body, "gemini")
 
     [artifact] = reply.artifacts
     assert artifact.decoded() == base64.b64decode(
@@ -208,7 +198,7 @@ def test_image_reply_gives_the_image_the_models_text_and_usage():
 
 def test_thought_drafts_are_skipped_and_the_last_image_is_the_result():
     body = fixture("reply_thoughts")
-    reply = parse_reply(body)
+    reply = parse_reply(body, "gemini")
 
     [artifact] = reply.artifacts
     assert artifact.decoded() == base64.b64decode(
@@ -223,12 +213,12 @@ def test_snake_case_parts_are_read_too():
     part = body["candidates"][0]["content"]["parts"][1]
     part["inline_data"] = {"mime_type": "image/png", "data": part.pop("inlineData")["data"]}
 
-    assert len(parse_reply(body).artifacts) == 1
+    assert len(parse_reply(body, "gemini").artifacts) == 1
 
 
 def test_blocked_prompt_is_content_refused_naming_the_reason():
     with pytest.raises(ContentRefused, match="PROHIBITED_CONTENT"):
-        parse_reply(fixture("reply_blocked"))
+        parse_reply(fixture("reply_blocked"), "gemini")
 
 
 @pytest.mark.parametrize(
@@ -252,7 +242,7 @@ def test_a_candidate_without_image_maps_its_finish_reason(reason, error):
     body["candidates"][0]["finishReason"] = reason
 
     with pytest.raises(error, match=reason) as raised:
-        parse_reply(body)
+        parse_reply(body, "gemini")
     assert type(raised.value) is error
 
 
@@ -260,7 +250,7 @@ def test_text_only_stop_is_no_images_with_the_models_words():
     body = fixture("reply_text_only")
 
     with pytest.raises(NoImagesReturned) as raised:
-        parse_reply(body)
+        parse_reply(body, "gemini")
     assert raised.value.upstream_message == body["candidates"][0]["content"]["parts"][0]["text"]
 
 
@@ -269,7 +259,7 @@ def test_finish_message_is_the_upstream_message():
     body["candidates"][0]["finishMessage"] = "The generated image was blocked."
 
     with pytest.raises(ContentRefused) as raised:
-        parse_reply(body)
+        parse_reply(body, "gemini")
     assert raised.value.upstream_message == "The generated image was blocked."
 
 
@@ -293,12 +283,14 @@ def test_finish_message_is_the_upstream_message():
 )
 def test_unusable_replies_raise_errors_of_the_tree(body, error):
     with pytest.raises(error):
-        [artifact.decoded() for artifact in parse_reply(body).artifacts]  # base64 decodes in the core
+        [
+            artifact.decoded() for artifact in parse_reply(body, "gemini").artifacts
+        ]  # base64 decodes in the core
 
 
 def test_imagen_reply_keeps_images_and_counts_filtered_ones_as_failures():
     body = fixture("imagen_reply")
-    reply = parse_reply(body, "imagen")
+    reply = parse_predictions(body, "gemini")
 
     [artifact] = reply.artifacts
     assert artifact.decoded() == base64.b64decode(body["predictions"][0]["bytesBase64Encoded"])
@@ -308,13 +300,13 @@ def test_imagen_reply_keeps_images_and_counts_filtered_ones_as_failures():
 
 def test_imagen_all_filtered_is_content_refused_with_the_reason():
     with pytest.raises(ContentRefused) as raised:
-        parse_reply(fixture("imagen_all_filtered"), "imagen")
+        parse_predictions(fixture("imagen_all_filtered"), "gemini")
     assert raised.value.upstream_message is not None and "safety filter" in raised.value.upstream_message
 
 
 def test_imagen_without_predictions_is_no_images():
     with pytest.raises(NoImagesReturned, match="safety filters"):
-        parse_reply({}, "imagen")
+        parse_predictions({}, "gemini")
 
 
 def test_imagen_enhanced_prompt_is_the_revised_prompt():
@@ -322,7 +314,7 @@ def test_imagen_enhanced_prompt_is_the_revised_prompt():
         "predictions": [{**fixture("imagen_reply")["predictions"][0], "prompt": "A lighthouse, dusk, oils"}]
     }
 
-    assert parse_reply(body, "imagen").artifacts[0].revised_prompt == "A lighthouse, dusk, oils"
+    assert parse_predictions(body, "gemini").artifacts[0].revised_prompt == "A lighthouse, dusk, oils"
 
 
 # ---- errors

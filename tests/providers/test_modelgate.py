@@ -62,21 +62,21 @@ def job(model: str, size: str, count: int = 1, **kw: Any) -> Batch:
 
 
 def test_seedream_body_is_the_docs_doubao_example_field_for_field_and_in_order():
-    body = build_request(job("seedream-4.0", "2560x1440", count=3))
+    body = build_request(job("seedream-4.0", "2560x1440", count=3)).json
 
     expected = fixture("request_doubao")
     assert list(body.items()) == list(expected.items())
 
 
 def test_nano_banana_body_is_the_docs_google_example_field_for_field_and_in_order():
-    body = build_request(job("gemini-2.5-flash-image", "1024x1024"))
+    body = build_request(job("gemini-2.5-flash-image", "1024x1024")).json
 
     expected = fixture("request_google")
     assert list(body.items()) == list(expected.items())
 
 
 def test_output_format_knob_is_sent_and_nano_banana_pro_takes_the_google_order():
-    body = build_request(job("gemini-3-pro-image-preview", "2048x2048", knobs={"output_format": "jpeg"}))
+    body = build_request(job("gemini-3-pro-image-preview", "2048x2048", knobs={"output_format": "jpeg"})).json
 
     assert list(body) == ["model", "prompt", "size", "output_type", "output_format"]
     assert body["model"] == "google/nano-banana-pro"
@@ -85,7 +85,7 @@ def test_output_format_knob_is_sent_and_nano_banana_pro_takes_the_google_order()
 
 def test_reference_urls_go_as_seed_images_in_order():
     refs = tuple(InputImage(f"images[{i}]", "", 0, 0, url=f"https://example.com/{i}.png") for i in range(3))
-    body = build_request(job("gemini-3-pro-image-preview", "1200x896", images=refs))
+    body = build_request(job("gemini-3-pro-image-preview", "1200x896", images=refs)).json
 
     assert body["seed_images"] == [
         "https://example.com/0.png",
@@ -99,7 +99,7 @@ def test_seedream_reference_bytes_go_as_a_data_url_next_to_urls():
         InputImage("images[0]", "image/png", 4, 3, data=PNG),
         InputImage("images[1]", "", 0, 0, url="https://example.com/b.jpg"),
     )
-    body = build_request(job("seedream-4.0", "2048x2048", images=refs))
+    body = build_request(job("seedream-4.0", "2048x2048", images=refs)).json
 
     assert body["seed_images"] == [
         "data:image/png;base64," + base64.b64encode(PNG).decode(),
@@ -108,7 +108,7 @@ def test_seedream_reference_bytes_go_as_a_data_url_next_to_urls():
 
 
 def test_extra_fields_are_merged_as_given():
-    body = build_request(job("seedream-4.0", "2048x2048", extra={"output_type": "url", "user": "u1"}))
+    body = build_request(job("seedream-4.0", "2048x2048", extra={"output_type": "url", "user": "u1"})).json
 
     assert body["output_type"] == "url"
     assert body["user"] == "u1"
@@ -118,7 +118,7 @@ def test_extra_fields_are_merged_as_given():
 
 
 def test_url_reply_gives_a_url_artifact_and_keeps_usage_with_the_ids():
-    reply = parse_reply(fixture("reply_url"))
+    reply = parse_reply(fixture("reply_url"), "modelgate")
 
     assert [a.url for a in reply.artifacts] == ["https://cdn.modelgate.com/images/abc123.png"]
     assert reply.usage == {
@@ -129,14 +129,14 @@ def test_url_reply_gives_a_url_artifact_and_keeps_usage_with_the_ids():
 
 
 def test_content_data_url_reply_is_decoded_with_its_mime():
-    (artifact,) = parse_reply(fixture("reply_content")).artifacts
+    (artifact,) = parse_reply(fixture("reply_content"), "modelgate").artifacts
 
     assert artifact.decoded() == PNG
     assert artifact.mime == "image/png"
 
 
 def test_b64_json_reply_of_the_code_samples_is_decoded():
-    reply = parse_reply(fixture("reply_b64_json"))
+    reply = parse_reply(fixture("reply_b64_json"), "modelgate")
 
     assert [a.decoded() for a in reply.artifacts] == [PNG, PNG]
     assert reply.usage is None
@@ -150,7 +150,7 @@ def test_b64_json_reply_of_the_code_samples_is_decoded():
     ],
 )
 def test_content_may_also_hold_bare_base64_or_a_url(content, expected):
-    (artifact,) = parse_reply({"status": "completed", "data": [{"content": content}]}).artifacts
+    (artifact,) = parse_reply({"status": "completed", "data": [{"content": content}]}, "modelgate").artifacts
 
     assert {
         key: artifact.decoded() if key == "decoded" else getattr(artifact, key) for key in expected
@@ -167,23 +167,25 @@ def test_content_may_also_hold_bare_base64_or_a_url(content, expected):
 )
 def test_a_reply_without_images_is_no_images_returned(body):
     with pytest.raises(NoImagesReturned):
-        parse_reply(body)
+        parse_reply(body, "modelgate")
 
 
 def test_undecodable_base64_is_an_upstream_error():
-    (artifact,) = parse_reply({"status": "completed", "data": [{"b64_json": "*not base64*"}]}).artifacts
+    (artifact,) = parse_reply(
+        {"status": "completed", "data": [{"b64_json": "*not base64*"}]}, "modelgate"
+    ).artifacts
     with pytest.raises(UpstreamError, match="does not decode"):
         artifact.decoded()  # the core decodes each image on its own
 
 
 def test_a_reply_of_another_shape_is_an_upstream_error():
     with pytest.raises(UpstreamError, match="shape"):
-        parse_reply({"data": "nope"})
+        parse_reply({"data": "nope"}, "modelgate")
 
 
 def test_the_docs_error_example_in_a_200_body_raises_with_the_upstream_message():
     with pytest.raises(UpstreamError) as raised:
-        parse_reply(fixture("error_invalid_size"))
+        parse_reply(fixture("error_invalid_size"), "modelgate")
 
     assert raised.value.kind == "upstream_error"
     assert "invalid Size for nano-banana-pro model: 1024x10214" in (raised.value.upstream_message or "")
@@ -194,14 +196,14 @@ def test_a_200_body_with_a_numeric_code_is_classified_by_it():
     body = {"status": "error", "code": 402, "message": {"error": {"code": "", "message": "余额不足"}}}
 
     with pytest.raises(InsufficientBalance):
-        parse_reply(body)
+        parse_reply(body, "modelgate")
 
 
 def test_a_failed_task_is_an_upstream_error_carrying_its_message():
     body = {"task_id": "t1", "status": "failed", "error": {"code": "", "message": "generation failed"}}
 
     with pytest.raises(UpstreamError) as raised:
-        parse_reply(body)
+        parse_reply(body, "modelgate")
 
     assert raised.value.upstream_message == "generation failed"
     assert "status failed" in raised.value.message
@@ -309,7 +311,9 @@ async def run_against(*replies: dict[str, Any]) -> tuple[Any, int]:
         return httpx2.Response(200, json=script.pop(0) if len(script) > 1 else script[0])
 
     profile = ProviderProfile("modelgate", "https://mg.example/api/v1", SecretStr("test-key-modelgate"))
-    client = ProviderClient(profile, timeout=5, max_retries=2, transport=httpx2.MockTransport(handle), sleep=no_wait)
+    client = ProviderClient(
+        profile, timeout=5, max_retries=2, transport=httpx2.MockTransport(handle), sleep=no_wait
+    )
     try:
         return await run(job("seedream-4.0", "2048x2048"), client), len(sent)
     except ImagegateError as e:

@@ -4,6 +4,9 @@ HTTP client's scrubbing; they are clipped; and a reply never yields more images 
 
 from __future__ import annotations
 
+import json
+from dataclasses import replace
+
 from pydantic import SecretStr
 
 from imagegate import codec
@@ -11,6 +14,7 @@ from imagegate.errors import UPSTREAM_TEXT_CHARS
 from imagegate.intake import bounded
 from imagegate.providers.base import AdapterReply, Artifact, RouteWarning
 from imagegate.providers.http import ProviderClient, ProviderProfile
+from imagegate.providers.openai_images import parse_reply
 
 KEY = "test-sentinel-key-generation"
 
@@ -39,15 +43,15 @@ def test_replies_are_scrubbed_of_the_key_before_they_become_warnings():
     }
 
 
-def test_texts_from_a_reply_are_clipped_and_never_a_payload_token():
-    long_base64 = codec.b64encode(b"\x01" * (codec.LARGE_STRING))
+def test_a_base64_like_revised_prompt_comes_back_as_text_and_everything_is_clipped():
+    long_base64 = codec.b64encode(b"\x01" * codec.LARGE_STRING)  # the parser takes it for an image payload
+    body = json.dumps({"data": [{"b64_json": codec.b64encode(b"png"), "revised_prompt": long_base64}]})
     with codec.large_payloads():
-        item = codec.loads(f'{{"revised_prompt": "{long_base64}"}}'.encode())["revised_prompt"]
-        assert item.startswith("\x00")  # the parser took it for a payload
-        reply = AdapterReply(artifacts=(Artifact(data=b"x", revised_prompt=item),), note="n" * 10**6)
+        reply = parse_reply(codec.loads(body.encode()), "openai")
+        reply = replace(reply, note="n" * 10**6)
         clean = bounded(reply, 1, client(), [])
-    revised = clean.artifacts[0].revised_prompt or ""
-    assert revised.startswith(long_base64[:100]) and "\x00" not in revised
+    revised = clean.artifacts[0].revised_prompt
+    assert isinstance(revised, str) and revised.startswith(long_base64[:100])
     assert len(revised) < UPSTREAM_TEXT_CHARS + 40 and len(clean.note or "") < UPSTREAM_TEXT_CHARS + 40
 
 

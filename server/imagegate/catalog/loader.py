@@ -18,7 +18,7 @@ from pydantic import BaseModel, ValidationError
 from ..errors import ConfigError, InvalidRequest
 from .routes import Route, merge_route
 from .sizes import resolve_size
-from .spec import KnobDef, ModelSpec, Offering, ProviderSpec, SizeRule
+from .spec import KnobDef, ModelSpec, Offering, ProtocolRules, ProviderSpec, SizeRule
 
 __all__ = ["Catalog", "CatalogAdditions", "load_catalog", "shipped_provider_ids", "validation_message"]
 
@@ -102,7 +102,9 @@ def _shipped() -> tuple[dict[str, KnobDef], dict[str, ModelSpec], dict[str, Prov
     providers: dict[str, ProviderSpec] = {}
     for item in _provider_files():
         pid = item.name.removesuffix(".toml")
-        providers[pid] = _parse(ProviderSpec, _read_toml(f"providers/{item.name}"), f"catalog/data/providers/{item.name}", pid)
+        providers[pid] = _parse(
+            ProviderSpec, _read_toml(f"providers/{item.name}"), f"catalog/data/providers/{item.name}", pid
+        )
     return knobs, models, providers
 
 
@@ -132,7 +134,10 @@ def _check_knobs(knobs: Iterable[str], defined: Mapping[str, KnobDef], entry: st
 
 
 def _build_routes(
-    models: Mapping[str, ModelSpec], providers: Mapping[str, ProviderSpec], names: Mapping[str, str], knobs: Mapping[str, KnobDef]
+    models: Mapping[str, ModelSpec],
+    providers: Mapping[str, ProviderSpec],
+    names: Mapping[str, str],
+    knobs: Mapping[str, KnobDef],
 ) -> tuple[Route, ...]:
     routes: list[Route] = []
     for pid, provider in sorted(providers.items(), key=lambda kv: (kv[1].priority, kv[0])):
@@ -149,19 +154,81 @@ def _build_routes(
     return tuple(routes)
 
 
-def _apply(additions: CatalogAdditions, models: dict[str, ModelSpec], providers: dict[str, ProviderSpec]) -> None:
+def _check_protocol(source: str, pid: str, protocol: str, protocols: Mapping[str, ProtocolRules]) -> None:
+    if protocol not in protocols:
+        known = ", ".join(sorted(protocols))
+        raise ConfigError(
+            f"{source}: providers.{pid}: protocol: unknown protocol {protocol!r}; known: {known}"
+        )
+
+
+def _check_dialects(
+    source: str,
+    pid: str,
+    protocol: str,
+    offerings: Iterable[Offering],
+    protocols: Mapping[str, ProtocolRules],
+) -> None:
+    """Each offering's `wire.dialect` is one its protocol's adapter declares (or none, where it may be)."""
+    rules = protocols.get(protocol, ProtocolRules())
+    allowed = ", ".join(rules.dialects) or "none: it takes no wire.dialect"
+    for i, offering in enumerate(offerings):
+        dialect = offering.wire.dialect
+        where = f"{source}: providers.{pid}.offerings[{i}] ({offering.model}): wire.dialect"
+        if dialect is None and rules.dialect_required:
+            raise ConfigError(f"{where}: the {protocol} protocol needs one; allowed: {allowed}")
+        if dialect is not None and dialect not in rules.dialects:
+            raise ConfigError(
+                f"{where}: {dialect!r} is not a dialect of the {protocol} protocol; allowed: {allowed}"
+            )
+
+
+def _check_shipped(providers: Mapping[str, ProviderSpec], protocols: Mapping[str, ProtocolRules]) -> None:
+    for pid, spec in providers.items():
+        source = f"catalog/data/providers/{pid}.toml"
+        _check_protocol(source, pid, spec.protocol, protocols)
+        _check_dialects(source, pid, spec.protocol, spec.offerings, protocols)
+
+
+def _check_additions(
+    additions: CatalogAdditions, providers: Mapping[str, ProviderSpec], protocols: Mapping[str, ProtocolRules]
+) -> None:
+    for pid, spec in additions.providers.items():
+        _check_protocol(additions.source, pid, spec.protocol, protocols)
+        _check_dialects(additions.source, pid, spec.protocol, spec.offerings, protocols)
+    for pid, extra in additions.offerings.items():
+        if pid in providers:
+            _check_dialects(additions.source, pid, providers[pid].protocol, extra, protocols)
+
+
+def _apply(
+    additions: CatalogAdditions, models: dict[str, ModelSpec], providers: dict[str, ProviderSpec]
+) -> None:
     models.update(additions.models)
     providers.update(additions.providers)
     for pid, extra in additions.offerings.items():
         if pid not in providers:
-            raise ConfigError(f"{additions.source}: providers.{pid}: unknown provider; known: {', '.join(providers)}")
+            raise ConfigError(
+                f"{additions.source}: providers.{pid}: unknown provider; known: {', '.join(providers)}"
+            )
         kept = [o for o in providers[pid].offerings if o.model not in {e.model for e in extra}]
         providers[pid] = providers[pid].model_copy(update={"offerings": kept + list(extra)})
 
 
-def load_catalog(additions: CatalogAdditions | None = None) -> Catalog:
-    """Load, merge and cross-check the shipped catalog and a user's additions."""
+def load_catalog(
+    additions: CatalogAdditions | None = None, protocols: Mapping[str, ProtocolRules] | None = None
+) -> Catalog:
+    """Load, merge and cross-check the shipped catalog and a user's additions.
+
+    `protocols` (protocol id -> what its adapter takes; the providers' `protocol_rules()`) checks
+    each provider's `protocol` and each offering's `wire.dialect`, naming the file that set them;
+    without it they are not checked (tools that only read the catalog).
+    """
     knobs, models, providers = _shipped()
+    if protocols is not None:
+        _check_shipped(providers, protocols)
+        if additions is not None:
+            _check_additions(additions, providers, protocols)
     if additions is not None:
         _apply(additions, models, providers)
     names = _names(models)

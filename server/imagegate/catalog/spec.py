@@ -8,6 +8,7 @@ a model with an offering lives in `routes`, size arithmetic in `sizes`.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -23,6 +24,7 @@ __all__ = [
     "KnobValue",
     "ModelSpec",
     "Offering",
+    "ProtocolRules",
     "ProviderSpec",
     "SizeRule",
     "WireOptions",
@@ -32,7 +34,8 @@ Capability = Literal["generate", "edit", "multi_reference", "mask"]
 CAPABILITIES: tuple[Capability, ...] = ("generate", "edit", "multi_reference", "mask")
 TOOL_NAMES = ("generate", "edit")
 InputForm = Literal["url", "base64", "file"]
-"""How a route takes an input image: an http(s) URL it fetches, inline base64/data URL, or a multipart file."""
+"""How a route takes an input image: an http(s) URL it fetches, inline base64/data URL, or a multipart
+file."""
 KnobValue = str | int | float | bool
 
 PIXELS = re.compile(r"^(\d{2,5})x(\d{2,5})$")
@@ -264,3 +267,12 @@ class ProviderSpec(_Data):
     docs: str | None = None
     privacy_policy: str | None = None
     offerings: list[Offering] = []
+
+
+@dataclass(frozen=True)
+class ProtocolRules:
+    """What a protocol's adapter takes as route data, declared by the adapter module itself: its
+    `wire.dialect` values (`DIALECTS`), and whether a route must name one (`DIALECT_REQUIRED`)."""
+
+    dialects: tuple[str, ...] = ()
+    dialect_required: bool = False

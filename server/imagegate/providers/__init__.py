@@ -15,12 +15,13 @@ from dataclasses import dataclass, field
 import anyio
 
 from ..catalog import ProviderSpec
+from ..catalog.spec import ProtocolRules
 from ..errors import NotImplementedYet
 from ..settings import Credentials
 from .base import Adapter
 from .http import ProviderClient, ProviderProfile, Transport
 
-__all__ = ["PROTOCOLS", "Registry"]
+__all__ = ["PROTOCOLS", "Registry", "protocol_rules"]
 
 PROTOCOLS = {
     "openai_images": "imagegate.providers.openai_images",
@@ -34,6 +35,17 @@ PROTOCOLS = {
     "bfl": "imagegate.providers.bfl",
 }
 """Protocol id (a provider's `protocol` in the catalog) -> the adapter module that speaks it."""
+
+
+def protocol_rules() -> dict[str, ProtocolRules]:
+    """What each protocol's adapter takes as route data (its module's `DIALECTS`, `DIALECT_REQUIRED`),
+    for the catalog to check when it loads. Imports every adapter: call it at start-up, not on import."""
+    rules = {}
+    for protocol, name in PROTOCOLS.items():
+        module = importlib.import_module(name)
+        dialects = tuple(module.DIALECTS)
+        rules[protocol] = ProtocolRules(dialects, bool(getattr(module, "DIALECT_REQUIRED", False)))
+    return rules
 
 
 @dataclass

@@ -5,10 +5,10 @@ images. Serves the `ark` provider; which model takes which field is route data (
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import ValidationError
 
 from ..errors import (
     AuthFailed,
@@ -19,11 +19,26 @@ from ..errors import (
     RateLimited,
     UpstreamError,
 )
-from .base import AdapterReply, Artifact, Batch, RouteWarning
-from .http import ProviderClient, default_error
+from .base import (
+    AdapterReply,
+    Artifact,
+    Batch,
+    CodeTable,
+    Encoded,
+    ErrorShape,
+    RouteWarning,
+    WireModel,
+    WireRequest,
+    classify,
+    from_table,
+    reading,
+    with_warnings,
+)
+from .http import ProviderClient
 
-__all__ = ["build_request", "classify_error", "parse_reply", "run"]
+__all__ = ["DIALECTS", "build_request", "classify_error", "parse_reply", "run", "with_seed"]
 
+DIALECTS: tuple[str, ...] = ()
 DEFAULT_PATH = "/images/generations"
 ADAPTIVE = "adaptive"  # SeedEdit's only size: the output follows the input image (§3)
 REFUSED = {  # what each content-filter code blocked (§5); the bare code is used too
@@ -32,48 +47,47 @@ REFUSED = {  # what each content-filter code blocked (§5); the bare code is use
     "OutputImageSensitiveContentDetected": "the generated image",
     "SensitiveContentDetected": "the request",
 }
-ACCESS = "{p} denied this key access to the model ({code}); activate the model for the key in the Ark console"
-RATE = "{p} is rate limiting or overloaded ({code}) and still was after retries; try again later"
-CODES: dict[
-    str, tuple[type[ImagegateError], str]
-] = {  # §5; matched on the whole code, then its first segment
-    "AuthenticationError": (AuthFailed, "{p} rejected the API key ({code}); check the key"),
+ACCESS_HINT = "activate the model for the key in the Ark console"
+ACCESS = "{provider} denied this key access to the model ({code}); " + ACCESS_HINT
+RATE = "{provider} is rate limiting or overloaded ({code}) and still was after retries; try again later"
+CODES: CodeTable = {  # §5; matched on the whole code, then its first segment
+    **{
+        code: (
+            ContentRefused,
+            f"{{provider}}'s content filter refused {what} ({{code}}); change it and try again",
+        )
+        for code, what in REFUSED.items()
+    },
+    "AuthenticationError": (AuthFailed, "{provider} rejected the API key ({code}); check the key"),
     "AccessDenied": (AuthFailed, ACCESS),
     "InvalidEndpointOrModel.ModelIDAccessDisabled": (AuthFailed, ACCESS),
-    "AccountOverdueError": (InsufficientBalance, "{p} says the account is overdue ({code}); top it up"),
+    "AccountOverdueError": (
+        InsufficientBalance,
+        "{provider} says the account is overdue ({code}); top it up",
+    ),
     "RateLimitExceeded": (RateLimited, RATE),
     "QuotaExceeded": (RateLimited, RATE),
     "ServerOverloaded": (RateLimited, RATE),
 }
+ERRORS = ErrorShape(messages=("error.message", "error", "message"), codes=("error.code", "code"))
+"""`{"error": {code, message}}` (§5); SDK renderings drop the wrapper, so a bare object is read too."""
 
 
-class _Failure(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+class _Failure(WireModel):
     code: str = ""
     message: str | None = None
 
 
-class _Item(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+class _Item(WireModel):
     url: str | None = None
-    b64_json: str | None = None
+    b64_json: Encoded | None = None
     error: _Failure | None = None
 
 
-class _Reply(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+class _Reply(WireModel):
     data: list[_Item] | None = None
     usage: dict[str, Any] | None = None
     error: _Failure | None = None
-
-
-@dataclass(frozen=True)
-class WireRequest:
-    """The JSON body for one call, and what the wire could not say."""
-
-    path: str
-    body: dict[str, Any]
-    warnings: tuple[RouteWarning, ...] = ()
 
 
 def _size(job: Batch) -> tuple[str | None, tuple[RouteWarning, ...]]:
@@ -132,7 +146,7 @@ def build_request(job: Batch) -> WireRequest:
     if job.route.wire.response_format:
         body["response_format"] = job.route.wire.response_format
     body.update(job.extra)
-    return WireRequest(job.route.wire.path or DEFAULT_PATH, body, warnings)
+    return WireRequest(job.route.wire.path or DEFAULT_PATH, json=body, warnings=warnings)
 
 
 def _failure_text(failure: _Failure) -> str:
@@ -144,7 +158,7 @@ def _refusal(provider: str, failure: _Failure) -> ImagegateError:
     return classify_error(200, {"error": failure.model_dump()}, provider)
 
 
-def parse_reply(body: Any, provider: str = "ark", seed: int | None = None) -> AdapterReply:
+def parse_reply(body: Any, provider: str) -> AdapterReply:
     """Read images (url or b64_json), per-image failures and usage; an error in a 200 body is raised."""
     try:
         reply = _Reply.model_validate(body)
@@ -154,9 +168,7 @@ def parse_reply(body: Any, provider: str = "ark", seed: int | None = None) -> Ad
         ) from None
     items = reply.data or []
     artifacts = tuple(
-        Artifact(encoded=item.b64_json or None, url=item.url, seed=seed)
-        for item in items
-        if item.url or item.b64_json
+        Artifact(encoded=item.b64_json or None, url=item.url) for item in items if item.url or item.b64_json
     )
     failed = [item.error or _Failure() for item in items if not (item.url or item.b64_json)]
     if not artifacts:
@@ -170,47 +182,36 @@ def parse_reply(body: Any, provider: str = "ark", seed: int | None = None) -> Ad
     return AdapterReply(artifacts=artifacts, usage=reply.usage, failures=failures)
 
 
-def _error_of(body: Any) -> tuple[str, str | None]:
-    """`{"error": {code, message}}` (§5); SDK renderings drop the wrapper, so accept a bare object too."""
-    if not isinstance(body, dict):
-        return "", body if isinstance(body, str) and body.strip() else None
-    error = body.get("error")
-    if isinstance(error, str):
-        return "", error
-    found = error if isinstance(error, dict) else body
-    message = found.get("message")
-    return str(found.get("code") or ""), message if isinstance(message, str) else None
-
-
 def classify_error(status: int, body: Any, provider: str) -> ImagegateError:
     """Map an Ark error (by its `code`, then its HTTP status) to the error tree."""
-    code, message = _error_of(body)
-    head = code.split(".")[0]
-    kw: dict[str, Any] = {"provider": provider, "upstream_message": message}
-    if head in REFUSED:
-        text = f"{provider}'s content filter refused {REFUSED[head]} ({code}); change it and try again"
-        return ContentRefused(text, **kw)
-    if known := CODES.get(code) or CODES.get(head):
-        return known[0](known[1].format(p=provider, code=code), **kw)
-    if code:  # InvalidParameter, MissingParameter, InvalidEndpointOrModel.NotFound, InternalServiceError...
-        retry = head == "InternalServiceError"
+    fault = ERRORS.read(body)
+    if known := from_table(CODES, fault.code, provider, fault.message):
+        return known
+    if (
+        fault.code
+    ):  # InvalidParameter, MissingParameter, InvalidEndpointOrModel.NotFound, InternalServiceError...
+        retry = fault.code.split(".")[0] == "InternalServiceError"
         what = "failed internally" if retry else "refused the request"
+        text = f"{provider} {what} ({fault.code}, HTTP {status})"
         return UpstreamError(
-            f"{provider} {what} ({code}, HTTP {status})", status=status, retryable=retry, **kw
+            text, provider=provider, status=status, retryable=retry, upstream_message=fault.message
         )
-    if status == 200:
-        return UpstreamError(f"{provider} answered with an error", **kw)
-    return default_error(status, body, provider)
+    return classify(status, body, provider, shape=ERRORS)
+
+
+def with_seed(reply: AdapterReply, seed: Any) -> AdapterReply:
+    """Ark echoes no seed: the one asked for is the images' seed (a negative one means random)."""
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        return reply
+    return replace(reply, artifacts=tuple(replace(a, seed=seed) for a in reply.artifacts))
 
 
 async def run(job: Batch, client: ProviderClient) -> AdapterReply:
     """One generations call."""
     request = build_request(job)
-    seed = job.knobs.get("seed")
-    asked = seed if isinstance(seed, int) and seed >= 0 else None
-
-    def read(body: Any) -> AdapterReply:  # an error in a 200 body is retried when it says so
-        return parse_reply(body, client.profile.id, asked)
-
-    reply = await client.post_json(request.path, request.body, classify_error, read=read)
-    return replace(reply, warnings=request.warnings + reply.warnings)
+    assert request.json is not None
+    # An error in a 200 body is read inside the client's retry, and retried when it says so.
+    reply = await client.post_json(
+        request.path, request.json, classify_error, read=reading(parse_reply, client, classify_error)
+    )
+    return with_warnings(with_seed(reply, job.knobs.get("seed")), request)

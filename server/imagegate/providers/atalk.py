@@ -7,26 +7,37 @@ for text-to-image and reference edits alike, Flux and Gemini models on the same 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ConfigDict, Field, ValidationError
 
 from ..errors import (
     AuthFailed,
-    ContentRefused,
     ImagegateError,
     InsufficientBalance,
     NoImagesReturned,
     RateLimited,
     UpstreamError,
 )
-from .base import AdapterReply, Artifact, Batch, InputImage
-from .http import ProviderClient, default_error
+from .base import (
+    AdapterReply,
+    Artifact,
+    Batch,
+    Encoded,
+    ErrorShape,
+    InputImage,
+    WireModel,
+    WireRequest,
+    WordTable,
+    classify,
+    reading,
+)
+from .http import ProviderClient
 
-__all__ = ["WireRequest", "build_request", "classify_error", "parse_reply", "run"]
+__all__ = ["DIALECTS", "build_request", "classify_error", "parse_reply", "run"]
 
 DEFAULT_PATH = "/images/generate"
+DIALECTS = ("flux", "gemini")
 PIXEL_DIALECTS = frozenset({"flux"})
 """Dialects that take `width`/`height` ("Flux 模型专用参数", seeds/004); others send `aspect_ratio` only."""
 COST_CURRENCY = "CNY"
@@ -34,50 +45,36 @@ COST_CURRENCY = "CNY"
 
 # The doc documents one auth message ("API key is invalid or expired"); the rest are the usual gateway
 # wordings, English and Chinese, since errors come as free text under `msg` (seeds/004, 错误处理).
-# A telling HTTP status wins over the words; the first matching pattern wins after that.
-STATUS_KINDS: dict[int, type[ImagegateError]] = {
-    401: AuthFailed,
-    403: AuthFailed,
-    402: InsufficientBalance,
-    429: RateLimited,
+# A telling HTTP status wins over the words; the shared refusal vocabulary comes after these.
+AUTH = "{provider} rejected the API key; check the key and its access"
+BALANCE = "{provider} says the account balance is insufficient; top it up"
+RATE = "{provider} is rate limiting; try again later"
+STATUS_KINDS: dict[int, tuple[type[ImagegateError], str]] = {
+    401: (AuthFailed, AUTH),
+    403: (AuthFailed, AUTH),
+    402: (InsufficientBalance, BALANCE),
+    429: (RateLimited, RATE),
 }
-REFUSAL_WORDS = re.compile(
-    r"content.?polic|moderat|nsfw|safety (system|filter|check)|flagged|sensitive|违规|敏感|审核", re.I
+WORDS: WordTable = (
+    (re.compile(r"api[ _-]?key|unauthori[sz]ed|authenticat|密钥|令牌", re.I), AuthFailed, AUTH),
+    (re.compile(r"balance|insufficient|credit|quota|余额|欠费", re.I), InsufficientBalance, BALANCE),
+    (re.compile(r"rate.?limit|too many requests|频繁|限流", re.I), RateLimited, RATE),
 )
-WORD_KINDS: tuple[tuple[re.Pattern[str], type[ImagegateError]], ...] = (
-    (re.compile(r"api[ _-]?key|unauthori[sz]ed|authenticat|密钥|令牌", re.I), AuthFailed),
-    (re.compile(r"balance|insufficient|credit|quota|余额|欠费", re.I), InsufficientBalance),
-    (re.compile(r"rate.?limit|too many requests|频繁|限流", re.I), RateLimited),
-    (REFUSAL_WORDS, ContentRefused),
-)
-AGENT_TEXT: dict[type[ImagegateError], str] = {
-    AuthFailed: "{provider} rejected the API key; check the key and its access",
-    InsufficientBalance: "{provider} says the account balance is insufficient; top it up",
-    RateLimited: "{provider} is rate limiting; try again later",
-    ContentRefused: "{provider}'s moderation refused this request; rephrase the prompt",
-}
+ERRORS = ErrorShape(messages=("msg", "message"), codes=("code",))
+"""`{code: -1, msg}`; the doc's own retry sample builds `{"code": -1, "message": ...}`."""
 
 
-class _Image(BaseModel):
-    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+class _Image(WireModel):
+    model_config = ConfigDict(populate_by_name=True)
     type: str | None = None
-    image: str | None = None
+    image: Encoded | None = None
     mime: str | None = Field(default=None, alias="mimeType")
     revised_prompt: str | None = None
 
 
-class _Reply(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+class _Reply(WireModel):
     data: list[_Image] = []
     usage: dict[str, Any] | None = None
-
-
-@dataclass(frozen=True)
-class WireRequest:
-    """One HTTP request: the path under the base URL and its JSON body."""
-
-    path: str
-    json: dict[str, Any]
 
 
 def _image_field(index: int) -> str:
@@ -105,13 +102,13 @@ def build_request(job: Batch) -> WireRequest:
     body.update(_size_fields(job))
     body.update(job.knobs)  # seed, safety_tolerance, output_format: the wire uses the vocabulary's names
     body.update(job.extra)
-    return WireRequest(path=job.route.wire.path or DEFAULT_PATH, json=body)
+    return WireRequest(job.route.wire.path or DEFAULT_PATH, json=body)
 
 
 def _artifact(item: _Image) -> Artifact | None:
     if not item.image:
         return None
-    if item.type == "url":  # mimeType is always null for URL images (seeds/004, URLImageObject)
+    if item.type == "url" and isinstance(item.image, str):  # mimeType is null for URL images (seeds/004)
         return Artifact(url=item.image, revised_prompt=item.revised_prompt)
     if item.type == "base64":
         return Artifact(encoded=item.image, mime=item.mime, revised_prompt=item.revised_prompt)
@@ -134,7 +131,7 @@ def _usage(usage: dict[str, Any] | None) -> dict[str, Any] | None:
     return {**usage, "currency": COST_CURRENCY}
 
 
-def parse_reply(body: Any, provider: str = "atalk") -> AdapterReply:
+def parse_reply(body: Any, provider: str) -> AdapterReply:
     """Read images (URL or base64), revised prompts, usage and failed-image counts from a reply body."""
     if not isinstance(body, dict):
         raise UpstreamError(f"{provider} answered in a shape that is not an image reply")
@@ -154,45 +151,20 @@ def parse_reply(body: Any, provider: str = "atalk") -> AdapterReply:
     return AdapterReply(artifacts=artifacts, usage=_usage(reply.usage), failures=failures)
 
 
-def _message(body: Any) -> str | None:
-    if not isinstance(body, dict):
-        return body[:300] if isinstance(body, str) and body.strip() else None
-    for key in ("msg", "message"):  # the doc's own retry sample builds {"code": -1, "message": ...}
-        if isinstance(body.get(key), str) and body[key]:
-            return str(body[key])
-    return None
-
-
-def _effective_status(status: int, body: Any) -> int:
-    # The doc's retry sample reads HTTP-like values (429, 500, 503) from `code` (seeds/004, 错误重试策略).
-    code = body.get("code") if isinstance(body, dict) else None
-    if status == 200 and isinstance(code, int) and 400 <= code <= 599:
-        return code
-    return status
-
-
-def _kind(status: int, message: str) -> type[ImagegateError] | None:
-    if status in STATUS_KINDS:
-        return STATUS_KINDS[status]
-    return next((kind for pattern, kind in WORD_KINDS if pattern.search(message)), None)
-
-
 def classify_error(status: int, body: Any, provider: str) -> ImagegateError:
     """Map an error reply (`{"code": -1, "msg": ...}`, any HTTP status) to the tree by status and message."""
-    message = _message(body)
-    status = _effective_status(status, body)
-    if kind := _kind(status, message or ""):
-        return kind(AGENT_TEXT[kind].format(provider=provider), provider=provider, upstream_message=message)
-    if status == 200:
-        return UpstreamError(
-            f"{provider} answered with an error", provider=provider, upstream_message=message
-        )
-    return default_error(status, body, provider)
+    # The doc's retry sample reads HTTP-like values (429, 500, 503) from `code` (seeds/004, 错误重试策略).
+    fault = ERRORS.read(body)
+    effective = fault.status if status == 200 and fault.status and fault.status >= 400 else status
+    if effective in STATUS_KINDS:
+        kind, text = STATUS_KINDS[effective]
+        return kind(text.format(provider=provider), provider=provider, upstream_message=fault.message)
+    return classify(effective, body, provider, shape=ERRORS, words=WORDS)
 
 
 async def run(job: Batch, client: ProviderClient) -> AdapterReply:
     """One /images/generate call."""
     request = build_request(job)
     return await client.post_json(
-        request.path, request.json, classify_error, read=lambda body: parse_reply(body, client.profile.id)
+        request.path, request.json, classify_error, read=reading(parse_reply, client, classify_error)
     )

@@ -6,16 +6,37 @@ Owns the wire mapping only: never polls by hand, retries or downloads.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import ValidationError
 
 from ..errors import ContentRefused, ImagegateError, NoImagesReturned, UpstreamError
-from .base import AdapterReply, Artifact, Batch
-from .http import ProviderClient, default_error
+from .base import (
+    FORMAT_MIME,
+    AdapterReply,
+    Artifact,
+    Batch,
+    ErrorShape,
+    WireModel,
+    WireRequest,
+    classify,
+    reading,
+)
+from .http import ProviderClient
 
-__all__ = ["build_request", "classify_error", "is_finished", "parse_result", "parse_submit", "run"]
+__all__ = [
+    "DIALECTS",
+    "Submitted",
+    "build_request",
+    "classify_error",
+    "is_finished",
+    "parse_result",
+    "parse_submit",
+    "run",
+]
 
+DIALECTS: tuple[str, ...] = ()
 # Unified knob → BFL field (§2.2–2.4); seed, safety_tolerance and output_format keep their names.
 WIRE_NAMES = {"guidance_scale": "guidance", "prompt_extend": "prompt_upsampling"}
 IN_PROGRESS = frozenset({"Pending", "Reasoning", "Generating"})  # §4.2; the last two UNCONFIRMED
@@ -29,13 +50,13 @@ FAILED = {
     "Task not found": "BFL lost the task (Task not found: unknown or expired id)",
 }
 USAGE_FIELDS = ("cost", "input_mp", "output_mp")
-FORMAT_MIME = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
 POLL_INTERVAL = 0.5  # BFL's own examples and Vercel poll every 500 ms (§4.2)
 POLL_MAX_INTERVAL = 2.0
+ERRORS = ErrorShape(messages=("message",), codes=())
+"""FastAPI's `{"detail": …}` (read by `_detail_message`), else a `message`."""
 
 
-class _Submitted(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+class _Submitted(WireModel):
     id: str
     polling_url: str | None = None
     cost: float | None = None
@@ -43,15 +64,22 @@ class _Submitted(BaseModel):
     output_mp: float | None = None
 
 
-class _Result(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+@dataclass(frozen=True, slots=True)
+class Submitted:
+    """What a submit reply says: the URL to poll, the billing figures (credits, megapixels), the task id."""
+
+    polling_url: str
+    usage: dict[str, float]
+    task_id: str
+
+
+class _Result(WireModel):
     sample: str | None = None
     prompt: str | None = None
     seed: int | None = None
 
 
-class _Task(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+class _Task(WireModel):
     status: str
     result: _Result | None = None
     details: Any = None
@@ -73,24 +101,24 @@ def _size_fields(job: Batch) -> dict[str, Any]:
     return {}
 
 
-def build_request(job: Batch) -> tuple[str, dict[str, Any]]:
+def build_request(job: Batch) -> WireRequest:
     """The submit path and JSON body for one task (one image: BFL has no `n`)."""
     body: dict[str, Any] = {"prompt": job.prompt, **_input_fields(job), **_size_fields(job)}
     body.update({WIRE_NAMES.get(name, name): value for name, value in job.knobs.items()})
     body.update(job.extra)
-    return job.route.wire.path or f"/{job.route.upstream}", body
+    return WireRequest(job.route.wire.path or f"/{job.route.upstream}", json=body)
 
 
-def parse_submit(body: Any) -> tuple[str, dict[str, float]]:
+def parse_submit(body: Any, provider: str) -> Submitted:
     """The URL to poll and the billing figures (`cost` in credits, megapixels) of a submit reply."""
     try:
         submitted = _Submitted.model_validate(body)
     except ValidationError:
-        raise classify_error(200, body, "bfl") from None
+        raise classify_error(200, body, provider) from None
     # Always poll the returned (cluster-specific) URL; the global one may not know the task (§6.1).
     url = submitted.polling_url or f"/get_result?id={submitted.id}"
     usage = {name: value for name in USAGE_FIELDS if (value := getattr(submitted, name)) is not None}
-    return url, usage
+    return Submitted(polling_url=url, usage=usage, task_id=submitted.id)
 
 
 def _status(body: Any) -> str | None:
@@ -113,11 +141,11 @@ def _details(details: Any) -> str | None:
     return str(details) if details else None
 
 
-def parse_result(body: Any, prompt: str, usage: dict[str, float] | None = None) -> AdapterReply:
-    """A finished poll reply: the image URL with seed and upsampled prompt, or the classified failure."""
+def parse_result(body: Any, provider: str) -> AdapterReply:
+    """A finished poll reply: the image URL with seed and `result.prompt`, or the classified failure."""
     status = _status(body)
     if status is None:
-        raise classify_error(200, body, "bfl")
+        raise classify_error(200, body, provider)
     try:
         task = _Task.model_validate({**body, "status": status})
     except ValidationError:
@@ -130,17 +158,15 @@ def parse_result(body: Any, prompt: str, usage: dict[str, float] | None = None) 
     result = task.result or _Result()
     if not result.sample:
         raise NoImagesReturned("BFL reported the task Ready without a result.sample URL")
-    # result.prompt echoes the prompt or carries the upsampled one (UNCONFIRMED, §4.2): keep only the latter.
-    revised = result.prompt if result.prompt and result.prompt != prompt else None
     artifact = Artifact(
-        url=result.sample, mime=_mime(result.sample), revised_prompt=revised, seed=result.seed
+        url=result.sample, mime=_mime(result.sample), revised_prompt=result.prompt, seed=result.seed
     )
-    return AdapterReply(artifacts=(artifact,), usage=usage or None)
+    return AdapterReply(artifacts=(artifact,))
 
 
 def _mime(url: str) -> str | None:
     extension = url.split("?", 1)[0].rsplit(".", 1)[-1].lower()
-    return FORMAT_MIME.get("jpeg" if extension == "jpg" else extension)
+    return FORMAT_MIME.get(extension)
 
 
 def _detail_message(detail: Any) -> str | None:
@@ -159,9 +185,8 @@ def _detail_message(detail: Any) -> str | None:
 
 def classify_error(status: int, body: Any, provider: str) -> ImagegateError:
     """Map an error reply (HTTP status + `{"detail": …}`, or an unusable 200 body) to the error tree."""
-    message = _detail_message(body.get("detail")) if isinstance(body, dict) else None
-    if message is None and isinstance(body, dict):
-        message = body.get("message") if isinstance(body.get("message"), str) else None
+    detail = _detail_message(body.get("detail")) if isinstance(body, dict) else None
+    message = detail or (ERRORS.read(body).message if isinstance(body, dict) else None)
     if status == 200:
         return UpstreamError(
             f"{provider} answered in a shape that is not a BFL task", upstream_message=message
@@ -170,19 +195,30 @@ def classify_error(status: int, body: Any, provider: str) -> ImagegateError:
         return UpstreamError(
             f"{provider} rejected the request (HTTP {status})", status=status, upstream_message=message
         )
-    error = default_error(status, body, provider)
+    error = classify(status, body, provider, shape=ERRORS)
     error.upstream_message = message or error.upstream_message
     return error
 
 
+def completed(reply: AdapterReply, submitted: Submitted, prompt: str) -> AdapterReply:
+    """The result with the submit's billing and id; `result.prompt` kept only when it is not the
+    prompt sent (it echoes it, or carries the upsampled one: UNCONFIRMED, §4.2)."""
+    artifacts = tuple(
+        a if a.revised_prompt != prompt else replace(a, revised_prompt=None) for a in reply.artifacts
+    )
+    return replace(reply, artifacts=artifacts, usage=submitted.usage or None, request_id=submitted.task_id)
+
+
 async def run(job: Batch, client: ProviderClient) -> AdapterReply:
     """Submit one task, poll its polling_url until it finishes, and read the result."""
-    path, body = build_request(job)
-    polling_url, usage = parse_submit(await client.post_json(path, body, classify_error))
+    request = build_request(job)
+    submitted = await client.post_json(
+        request.path, request.json, classify_error, read=reading(parse_submit, client, classify_error)
+    )
     finished = await client.poll(
-        lambda: client.get_json(polling_url, classify_error),
+        lambda: client.get_json(submitted.polling_url, classify_error),
         is_finished,
         interval=POLL_INTERVAL,
         max_interval=POLL_MAX_INTERVAL,
     )
-    return parse_result(finished, job.prompt, usage)
+    return completed(reading(parse_result, client, classify_error)(finished), submitted, job.prompt)

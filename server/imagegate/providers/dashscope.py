@@ -7,10 +7,9 @@ multimodal-generation call, whose reply holds the image URLs, and the asynchrono
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import ValidationError
 
 from ..errors import (
     AuthFailed,
@@ -21,10 +20,11 @@ from ..errors import (
     RateLimited,
     UpstreamError,
 )
-from .base import AdapterReply, Artifact, Batch
-from .http import ProviderClient, default_error
+from .base import AdapterReply, Artifact, Batch, ErrorShape, WireModel, WireRequest, classify, reading
+from .http import ProviderClient
 
 __all__ = [
+    "DIALECTS",
     "build_request",
     "classify_error",
     "parse_reply",
@@ -35,40 +35,39 @@ __all__ = [
     "task_status",
 ]
 
+DIALECTS = ("messages", "prompt")
+"""`messages` (multimodal-generation, wan2.6 image-generation) or `prompt` (text2image tasks)."""
 SYNC_PATH = "/services/aigc/multimodal-generation/generation"
 ASYNC_PATH = "/services/aigc/text2image/image-synthesis"
 ASYNC_HEADERS = {"X-DashScope-Async": "enable"}  # §1, gotcha 2: required on task endpoints, refused on sync
 IN_PROGRESS = frozenset({"PENDING", "RUNNING", "SUSPENDED"})  # §4.2 (SDK TaskStatus); the rest are final
 OUTPUT_MIME = "image/png"  # §3: every model answers PNG, URL only
 MODE_MISMATCH = "synchronous calls"  # "current user api does not support (a)synchronous calls" (gotcha 2)
+ERRORS = ErrorShape(messages=("message",), codes=("code",))
+"""`{request_id, code, message}` at the top of an error, a failed task's output or a failed result (§5)."""
 
 
-class _Content(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+class _Content(WireModel):
     image: str | None = None
     text: str | None = None
 
 
-class _Message(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+class _Message(WireModel):
     content: list[_Content] = []
 
 
-class _Choice(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+class _Choice(WireModel):
     message: _Message = _Message()
 
 
-class _Result(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+class _Result(WireModel):
     url: str | None = None
     actual_prompt: str | None = None
     code: str | None = None
     message: str | None = None
 
 
-class _Output(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+class _Output(WireModel):
     choices: list[_Choice] = []
     results: list[_Result] = []
     task_id: str | None = None
@@ -77,29 +76,16 @@ class _Output(BaseModel):
     message: str | None = None
 
 
-class _Reply(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+class _Reply(WireModel):
     output: _Output | None = None
     usage: dict[str, Any] | None = None
     code: str | None = None
     message: str | None = None
-
-
-@dataclass(frozen=True)
-class WireRequest:
-    """One submit: where, what, and whether it starts a task to poll."""
-
-    path: str
-    body: dict[str, Any]
-    headers: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def is_task(self) -> bool:
-        return bool(self.headers)
+    request_id: str | None = None
 
 
 def _dialect(job: Batch) -> str:
-    """`messages` (multimodal-generation, wan2.6 image-generation) or `prompt` (text2image tasks)."""
+    """The route's dialect, or the one its mode implies."""
     wire = job.route.wire
     return wire.dialect or ("prompt" if wire.mode == "async" else "messages")
 
@@ -147,7 +133,9 @@ def build_request(job: Batch) -> WireRequest:
     }
     is_task = wire.mode == "async"
     path = (job.tool == "edit" and wire.edit_path) or wire.path or (ASYNC_PATH if is_task else SYNC_PATH)
-    return WireRequest(path, _merge(body, dict(job.extra)), dict(ASYNC_HEADERS) if is_task else {})
+    return WireRequest(
+        path, json=_merge(body, dict(job.extra)), headers=dict(ASYNC_HEADERS) if is_task else {}
+    )
 
 
 def _validate(body: Any, provider: str) -> _Reply:
@@ -167,16 +155,16 @@ def _choice_artifacts(output: _Output) -> tuple[tuple[Artifact, ...], str | None
     return artifacts, "\n".join(notes) or None
 
 
-def parse_reply(body: Any, provider: str = "dashscope") -> AdapterReply:
+def parse_reply(body: Any, provider: str) -> AdapterReply:
     """Read the image URLs and usage of a synchronous multimodal-generation reply."""
     reply = _validate(body, provider)
     artifacts, note = _choice_artifacts(reply.output or _Output())
     if not artifacts:
         raise NoImagesReturned(f"{provider} answered without any image", provider=provider)
-    return AdapterReply(artifacts=artifacts, usage=reply.usage, note=note)
+    return AdapterReply(artifacts=artifacts, usage=reply.usage, note=note, request_id=reply.request_id)
 
 
-def parse_submit(body: Any, provider: str = "dashscope") -> str:
+def parse_submit(body: Any, provider: str) -> str:
     """The task id of an async submit reply."""
     output = _validate(body, provider).output
     if output is None or not output.task_id:
@@ -204,7 +192,7 @@ def _failure(code: str | None, message: str | None, provider: str) -> ImagegateE
     return classify_error(200, {"code": code, "message": message}, provider)
 
 
-def parse_task(body: Any, provider: str = "dashscope") -> AdapterReply:
+def parse_task(body: Any, provider: str) -> AdapterReply:
     """Read a finished task: SUCCEEDED → images (per-result failures kept), else the task's error."""
     reply = _validate(body, provider)
     output = reply.output or _Output()
@@ -224,7 +212,8 @@ def parse_task(body: Any, provider: str = "dashscope") -> AdapterReply:
             raise _failure(failed[0].code, failed[0].message, provider)
         raise NoImagesReturned(f"{provider} finished the task without any image", provider=provider)
     failures = tuple(f"{r.code}: {r.message}" if r.code else r.message or "failed" for r in failed)
-    return AdapterReply(artifacts=artifacts + chosen, usage=reply.usage, note=note, failures=failures)
+    images = artifacts + chosen
+    return AdapterReply(images, usage=reply.usage, note=note, failures=failures, request_id=reply.request_id)
 
 
 def _by_code(code: str, message: str | None, provider: str, status: int) -> ImagegateError | None:
@@ -252,28 +241,23 @@ def _by_code(code: str, message: str | None, provider: str, status: int) -> Imag
 
 def classify_error(status: int, body: Any, provider: str) -> ImagegateError:
     """Map `{request_id, code, message}` (HTTP error, failed task or failed result) to the error tree (§5)."""
-    code = body.get("code") if isinstance(body, dict) else None
-    message = body.get("message") if isinstance(body, dict) else None
-    message = message if isinstance(message, str) else None
-    if isinstance(code, str) and code:
-        known = _by_code(code, message, provider, status)
-        if known is not None:
-            return known
-        if status in (200, 400):  # InvalidParameter, InvalidURL, BadRequest.*: the code says more than 400
-            said: dict[str, Any] = {"provider": provider, "upstream_message": message}
-            return UpstreamError(f"{provider} refused the request ({code})", status=status, **said)
-    return default_error(status, body, provider)
+    fault = ERRORS.read(body)
+    if fault.code and (known := _by_code(fault.code, fault.message, provider, status)) is not None:
+        return known
+    if fault.code and status in (200, 400):  # InvalidParameter, InvalidURL, BadRequest.*: the code says more
+        said: dict[str, Any] = {"provider": provider, "upstream_message": fault.message}
+        return UpstreamError(f"{provider} refused the request ({fault.code})", status=status, **said)
+    return classify(status, body, provider, shape=ERRORS)
 
 
 async def run(job: Batch, client: ProviderClient) -> AdapterReply:
     """One sync call, or one task submitted and polled to its end."""
-    provider = client.profile.id
     request = build_request(job)
-    if not request.is_task:
-        read = lambda body: parse_reply(body, provider)  # noqa: E731
-        return await client.post_json(request.path, request.body, classify_error, headers=request.headers, read=read)
-    body = await client.post_json(request.path, request.body, classify_error, headers=request.headers)
-    task_id = parse_submit(body, provider)
+    if not request.headers:  # a synchronous call: the reply holds the images
+        read = reading(parse_reply, client, classify_error)
+        return await client.post_json(request.path, request.json, classify_error, read=read)
+    submitted = await client.post_json(request.path, request.json, classify_error, headers=request.headers)
+    task_id = reading(parse_submit, client, classify_error)(submitted)
     # The SDK polls from 1 s, backing off to 5 s (§4.2); the core's deadline is the request timeout.
     final = await client.poll(lambda: client.get_json(f"/tasks/{task_id}", classify_error), task_finished)
-    return parse_task(final, provider)
+    return reading(parse_task, client, classify_error)(final)

@@ -6,27 +6,33 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AliasChoices, Field, ValidationError
 
-from ..errors import (
-    AuthFailed,
-    ConfigError,
-    ContentRefused,
-    ImagegateError,
-    NoImagesReturned,
-    RateLimited,
-    UpstreamError,
+from ..errors import AuthFailed, ContentRefused, ImagegateError, NoImagesReturned, RateLimited, UpstreamError
+from .base import (
+    FORMAT_MIME,
+    AdapterReply,
+    Artifact,
+    Batch,
+    Encoded,
+    InputImage,
+    RouteWarning,
+    WireModel,
+    WireRequest,
+    classify,
+    reading,
+    refusal_said,
+    with_warnings,
 )
-from .base import AdapterReply, Artifact, Batch, InputImage, RouteWarning
-from .http import ProviderClient, default_error
+from .http import ProviderClient
 
-__all__ = ["WireRequest", "build_request", "classify_error", "parse_reply", "run"]
+__all__ = ["DIALECTS", "build_request", "classify_error", "parse_predictions", "parse_reply", "run"]
 
 DIALECTS = ("gemini", "imagen")
+DEFAULT_DIALECT = "gemini"
 RESPONSE_MODALITIES = ["IMAGE"]  # image only, as Vercel's Google image model sends (gemini.md §2)
 # Where an `extra` key that is not a top-level request field goes (§2 both docs): users write
 # {"temperature": 0.4} or {"personGeneration": "allow_all"} and mean the config object.
@@ -44,7 +50,6 @@ KNOB_FIELDS: dict[str, dict[str, tuple[str, ...]]] = {
         "seed": ("seed",),
     },
 }
-FORMAT_MIME = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
 # finishReasons that mean a policy stopped the image (gemini.md §4.1); NO_IMAGE, OTHER and
 # IMAGE_OTHER are "no image" without a stated policy reason.
 REFUSED_FINISH = frozenset(
@@ -52,8 +57,6 @@ REFUSED_FINISH = frozenset(
     + ["IMAGE_SAFETY", "IMAGE_PROHIBITED_CONTENT", "IMAGE_RECITATION"]
 )
 AUTH_STATUSES = {"PERMISSION_DENIED", "UNAUTHENTICATED"}
-# Imagen refuses a prompt with 400 INVALID_ARGUMENT "…may violate our policies…" (imagen.md §5).
-POLICY_MESSAGE = re.compile(r"violat\w*\W+(?:\w+\W+){0,6}?(?:polic|guideline|responsible ai)", re.IGNORECASE)
 RETRY_INFO = "type.googleapis.com/google.rpc.RetryInfo"
 DURATION = re.compile(r"^(\d+(?:\.\d+)?)s$")
 
@@ -62,75 +65,54 @@ def _alias(*names: str) -> Any:
     return Field(None, validation_alias=AliasChoices(*names))
 
 
-class _Wire(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-
-class _Blob(_Wire):
+class _Blob(WireModel):
     mime_type: str | None = _alias("mimeType", "mime_type")
-    data: str | None = None
+    data: Encoded | None = None
 
 
-class _Part(_Wire):
+class _Part(WireModel):
     text: str | None = None
     inline_data: _Blob | None = _alias("inlineData", "inline_data")  # §6.6: accept both spellings
     thought: bool | None = None
 
 
-class _Content(_Wire):
+class _Content(WireModel):
     parts: list[_Part] = []
 
 
-class _Candidate(_Wire):
+class _Candidate(WireModel):
     content: _Content | None = None
     finish_reason: str | None = _alias("finishReason", "finish_reason")
     finish_message: str | None = _alias("finishMessage", "finish_message")
 
 
-class _Feedback(_Wire):
+class _Feedback(WireModel):
     block_reason: str | None = _alias("blockReason", "block_reason")
     block_reason_message: str | None = _alias("blockReasonMessage", "block_reason_message")
 
 
-class _GeminiReply(_Wire):
+class _GeminiReply(WireModel):
     candidates: list[_Candidate] = []
     prompt_feedback: _Feedback | None = _alias("promptFeedback", "prompt_feedback")
     usage_metadata: dict[str, Any] | None = _alias("usageMetadata", "usage_metadata")
 
 
-class _Prediction(_Wire):
-    bytes_base64_encoded: str | None = _alias("bytesBase64Encoded", "bytes_base64_encoded")
+class _Prediction(WireModel):
+    bytes_base64_encoded: Encoded | None = _alias("bytesBase64Encoded", "bytes_base64_encoded")
     mime_type: str | None = _alias("mimeType", "mime_type")
     rai_filtered_reason: str | None = _alias("raiFilteredReason", "rai_filtered_reason")
     prompt: str | None = None
 
 
-class _ImagenReply(_Wire):
+class _ImagenReply(WireModel):
     predictions: list[_Prediction] = []
 
 
-class _GoogleError(_Wire):
+class _GoogleError(WireModel):
     code: int | None = None
     message: str | None = None
     status: str | None = None
     details: list[dict[str, Any]] = []
-
-
-@dataclass(frozen=True)
-class WireRequest:
-    """One `POST` under the base URL, the dialect its reply is read with, and what was not sent."""
-
-    path: str
-    body: dict[str, Any]
-    dialect: str
-    warnings: tuple[RouteWarning, ...] = ()
-
-
-def _dialect(job: Batch) -> str:
-    dialect = job.route.wire.dialect or "gemini"
-    if dialect not in DIALECTS:
-        raise ConfigError(f"{job.route.where}: wire dialect {dialect!r} is not one of {', '.join(DIALECTS)}")
-    return dialect
 
 
 def _put(target: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
@@ -201,13 +183,13 @@ def _imagen_body(job: Batch) -> dict[str, Any]:
 
 def build_request(job: Batch) -> WireRequest:
     """Map a job to `:generateContent` (Gemini image models) or `:predict` (Imagen)."""
-    dialect = _dialect(job)
+    dialect = job.route.wire.dialect or DEFAULT_DIALECT
     if dialect == "gemini":
         path, body = f"/models/{job.route.upstream}:generateContent", _gemini_body(job)
     else:
         path, body = f"/models/{job.route.upstream}:predict", _imagen_body(job)
     warnings = _apply_knobs_and_extra(job, dialect, body)
-    return WireRequest(path=path, body=body, dialect=dialect, warnings=warnings)
+    return WireRequest(path, json=body, warnings=warnings)
 
 
 def _is_image(part: _Part) -> bool:
@@ -227,7 +209,7 @@ def _parse_gemini(body: Any, provider: str) -> AdapterReply:
     images = [p.inline_data for p in parts if _is_image(p) and p.inline_data]
     if images:  # 3-pro sends interim "thought" drafts first: the final image is the last one (§4)
         final = images[-1]
-        artifact = Artifact(encoded=final.data or "", mime=final.mime_type)
+        artifact = Artifact(encoded=final.data, mime=final.mime_type)
         return AdapterReply(artifacts=(artifact,), usage=reply.usage_metadata, note=note)
     reason = candidate.finish_reason or "no candidate"
     said = candidate.finish_message or note
@@ -257,17 +239,26 @@ def _parse_imagen(body: Any, provider: str) -> AdapterReply:
     raise NoImagesReturned(text, provider=provider)
 
 
-def parse_reply(body: Any, dialect: str = "gemini", provider: str = "gemini") -> AdapterReply:
-    """Read the image(s), the model's text note and usage; raise the right error for no image."""
+def _read(body: Any, provider: str, dialect: str, parse: Callable[[Any, str], AdapterReply]) -> AdapterReply:
+    shape = UpstreamError(f"{provider} answered in a shape that is not a {dialect} reply", provider=provider)
     if isinstance(body, dict) and isinstance(body.get("error"), dict):
         raise classify_error(200, body, provider)  # a proxy may put Google's error in a 200 body
-    shape = UpstreamError(f"{provider} answered in a shape that is not a {dialect} reply", provider=provider)
     if not isinstance(body, dict):
         raise shape
     try:
-        return _parse_gemini(body, provider) if dialect == "gemini" else _parse_imagen(body, provider)
+        return parse(body, provider)
     except ValidationError:
         raise shape from None
+
+
+def parse_reply(body: Any, provider: str) -> AdapterReply:
+    """Read a `:generateContent` reply: the image, the model's text note and usage; or the right error."""
+    return _read(body, provider, "gemini", _parse_gemini)
+
+
+def parse_predictions(body: Any, provider: str) -> AdapterReply:
+    """Read an Imagen `:predict` reply: the images and their revised prompts; or the right error."""
+    return _read(body, provider, "imagen", _parse_imagen)
 
 
 def _retry_delay(details: list[dict[str, Any]]) -> float | None:
@@ -292,7 +283,7 @@ def classify_error(status: int, body: Any, provider: str) -> ImagegateError:
     """Map Google's `{"error": {code, message, status, details}}` to the error tree."""
     error = _google_error(body)
     if error is None:
-        return default_error(status, body, provider)
+        return classify(status, body, provider)
     code = (error.code or status) if status == 200 else status  # a 200 body names the real code
     name, message = error.status or "", error.message
     kw: dict[str, Any] = {"provider": provider, "upstream_message": message}
@@ -305,17 +296,18 @@ def classify_error(status: int, body: Any, provider: str) -> ImagegateError:
     if name in AUTH_STATUSES or "API_KEY_INVALID" in reasons:  # a wrong key is 400 API_KEY_INVALID
         text = f"{provider} rejected the API key ({name or code}); check the key and that it may use this API"
         return AuthFailed(text, **kw)
-    if code == 400 and message and POLICY_MESSAGE.search(message):
+    if code == 400 and refusal_said(message, code):  # Imagen: 400 "…may violate our policies…" (imagen.md §5)
         return ContentRefused(f"{provider}'s content policy refused this prompt; rephrase it", **kw)
     if code in (400, 404, 409, 412, 413):
         return UpstreamError(f"{provider} refused the request ({name or 'HTTP'} {code})", status=code, **kw)
-    return default_error(code, body, provider)
+    return classify(code, body, provider)
 
 
 async def run(job: Batch, client: ProviderClient) -> AdapterReply:
     """One `:generateContent` or `:predict` call."""
     request = build_request(job)
-    reply: AdapterReply = await client.post_json(
-        request.path, request.body, classify_error, read=lambda body: parse_reply(body, request.dialect, client.profile.id)
+    parse = parse_predictions if job.route.wire.dialect == "imagen" else parse_reply
+    read = reading(parse, client, classify_error)
+    return with_warnings(
+        await client.post_json(request.path, request.json, classify_error, read=read), request
     )
-    return replace(reply, warnings=reply.warnings + request.warnings) if request.warnings else reply

@@ -134,11 +134,14 @@ def _message_of(body: Any) -> str | None:
     return body[:300] if isinstance(body, str) and body.strip() else None
 
 
-def default_error(status: int, body: Any, provider: str) -> ImagegateError:
-    """The status-based classification adapters fall back on."""
+def default_error(
+    status: int, body: Any, provider: str, upstream_message: str | None = None
+) -> ImagegateError:
+    """The status-based classification adapters fall back on (`upstream_message`: the message the
+    adapter's own reader found, else the common error shapes are searched)."""
     from ..errors import AuthFailed, InsufficientBalance
 
-    message = _message_of(body)
+    message = upstream_message or _message_of(body)
     kw: dict[str, Any] = {"provider": provider, "upstream_message": message}
     if status in (401, 403):
         return AuthFailed(

@@ -9,21 +9,33 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import ValidationError
 
 from ..errors import (
     AuthFailed,
-    ContentRefused,
     ImagegateError,
     InsufficientBalance,
     NoImagesReturned,
     RateLimited,
     UpstreamError,
 )
-from .base import AdapterReply, Artifact, Batch, InputImage
-from .http import ProviderClient, default_error
+from .base import (
+    AdapterReply,
+    Artifact,
+    Batch,
+    Encoded,
+    ErrorShape,
+    InputImage,
+    Payload,
+    WireModel,
+    WireRequest,
+    classify,
+    reading,
+    refusal_said,
+)
+from .http import ProviderClient
 
-__all__ = ["build_request", "classify_error", "parse_reply", "run"]
+__all__ = ["DIALECTS", "build_request", "classify_error", "parse_reply", "run"]
 
 PATH = "/images/generations"
 DEFAULT_OUTPUT_FORMAT = "png"  # the doc's parameter table: required, default png
@@ -34,29 +46,27 @@ ORDERS = {
     "doubao": ("output_type", "number_results", "model", "prompt", "size", "output_format"),
     "google": ("model", "prompt", "size", "output_type", "output_format"),
 }
+DIALECTS = tuple(ORDERS)
 DEFAULT_DIALECT = "google"
 SERVER_ERRORS = {500, 503, 508}  # the doc's error example: "服务器错误,请稍后重试"
 SUCCESS_CODES = {None, 0, 200}  # a reply without `code`, or one a gateway marks as fine
 ERROR_STATUSES = {"error", "failed"}  # `status`: completed 成功, failed 失败, error 错误
-# The doc asks callers to moderate prompts ("内容审核") but shows no refusal message:
-# these words in an upstream message mark a content-policy refusal (a guess).
-MODERATION = re.compile(
-    r"moderation|sensitive (?:content|word|information|image)|content[ _-]?polic"
-    r"|safety (?:system|filter|check|polic)|inappropriate|审核|敏感|违规|违禁",
-    re.I,
-)
 DATA_URL = re.compile(r"^data:([\w/+.-]+)?(?:;[\w=-]+)*;base64,(.*)$", re.S | re.I)
+ERRORS = ErrorShape(
+    messages=("message.error.message", "error.message", "message", "msg", "error"), codes=("code",)
+)
+"""The doc's `{code, message: {error: {message}}}`, or the flatter shapes a gateway may also send.
+The doc asks callers to moderate prompts ("内容审核") but shows no refusal message: the shared
+refusal vocabulary reads the message."""
 
 
-class _Item(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+class _Item(WireModel):
     url: str | None = None
-    b64_json: str | None = None
-    content: str | None = None
+    b64_json: Encoded | None = None
+    content: Encoded | None = None
 
 
-class _Reply(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+class _Reply(WireModel):
     task_id: str | None = None
     request_id: str | None = None
     data: list[_Item] | None = None
@@ -69,7 +79,7 @@ def _seed_image(image: InputImage) -> str:
     return image.url if image.url is not None else image.data_url()
 
 
-def build_request(job: Batch) -> dict[str, Any]:
+def build_request(job: Batch) -> WireRequest:
     """The JSON body, its fields in the order the doc's own examples send them."""
     values: dict[str, Any] = {
         "output_type": job.route.wire.response_format or DEFAULT_OUTPUT_TYPE,
@@ -84,7 +94,7 @@ def build_request(job: Batch) -> dict[str, Any]:
     if job.images:
         body["seed_images"] = [_seed_image(image) for image in job.images]
     body.update(job.extra)
-    return body
+    return WireRequest(PATH, json=body)
 
 
 def _artifact(item: _Item) -> Artifact | None:
@@ -95,6 +105,8 @@ def _artifact(item: _Item) -> Artifact | None:
         return Artifact(encoded=item.b64_json)
     if not item.content:
         return None
+    if isinstance(item.content, Payload):  # a long base64 or data URL, decoded while it arrived
+        return Artifact(encoded=item.content, mime=item.content.mime)
     if item.content.startswith(("http://", "https://")):
         return Artifact(url=item.content)
     match = DATA_URL.match(item.content)
@@ -110,7 +122,7 @@ def _usage(reply: _Reply) -> dict[str, Any] | None:
     return kept or None
 
 
-def parse_reply(body: Any, provider: str = "modelgate") -> AdapterReply:
+def parse_reply(body: Any, provider: str) -> AdapterReply:
     """Images and usage from a reply; an error in a 200 body is raised as the error it is."""
     if isinstance(body, dict) and (body.get("status") in ERROR_STATUSES or _code(body) not in SUCCESS_CODES):
         raise classify_error(200, body, provider)
@@ -121,7 +133,9 @@ def parse_reply(body: Any, provider: str = "modelgate") -> AdapterReply:
     artifacts = tuple(a for a in map(_artifact, reply.data or []) if a is not None)
     if not artifacts:
         raise NoImagesReturned(f"{provider} answered without any image")
-    return AdapterReply(artifacts=artifacts, usage=_usage(reply))
+    return AdapterReply(
+        artifacts=artifacts, usage=_usage(reply), request_id=reply.request_id or reply.task_id
+    )
 
 
 def _code(body: dict[str, Any]) -> int | None:
@@ -133,27 +147,13 @@ def _code(body: dict[str, Any]) -> int | None:
     return code if isinstance(code, int) else None
 
 
-def _message(body: Any) -> str | None:
-    """The doc's `message.error.message`, or the flatter shapes a gateway may also send."""
-    if not isinstance(body, dict):
-        return body[:300] if isinstance(body, str) and body.strip() else None
-    for outer in (body.get("message"), body):
-        error = outer.get("error") if isinstance(outer, dict) else None
-        if isinstance(error, dict) and isinstance(error.get("message"), str) and error["message"]:
-            return str(error["message"])
-    for key in ("message", "msg", "error"):
-        if isinstance(body.get(key), str) and body[key]:
-            return str(body[key])
-    return None
-
-
 def classify_error(status: int, body: Any, provider: str) -> ImagegateError:
     """Map an error (HTTP status, or the body's numeric `code`, which wins) to the error tree."""
     code = (_code(body) if isinstance(body, dict) else None) or status
-    message = _message(body)
+    message = ERRORS.read(body).message
     kw: dict[str, Any] = {"provider": provider, "upstream_message": message}
-    if message and MODERATION.search(message):
-        return ContentRefused(f"{provider} refused the request on content grounds; rephrase the prompt", **kw)
+    if refusal_said(message, code):
+        return classify(code, body, provider, shape=ERRORS)
     if code in (401, 403):
         return AuthFailed(f"{provider} rejected the API key (code {code}); check the key", **kw)
     if code == 402:
@@ -168,9 +168,7 @@ def classify_error(status: int, body: Any, provider: str) -> ImagegateError:
     if status == 200:
         state = body.get("status") if isinstance(body, dict) else None
         return UpstreamError(f"{provider} answered with status {state or 'error'}", **kw)
-    fallback = default_error(code, body, provider)
-    fallback.upstream_message = message or fallback.upstream_message
-    return fallback
+    return classify(code, body, provider, shape=ERRORS)
 
 
 def _rate_limited(body: Any, provider: str, kw: dict[str, Any]) -> RateLimited:
@@ -182,5 +180,9 @@ def _rate_limited(body: Any, provider: str, kw: dict[str, Any]) -> RateLimited:
 
 async def run(job: Batch, client: ProviderClient) -> AdapterReply:
     """One generations call (with seed_images for edits)."""
-    # ModelGate marks retryable errors (is_retry; 500/508 "请稍后重试") in 200 bodies too: read inside the retry.
-    return await client.post_json(PATH, build_request(job), classify_error, read=lambda body: parse_reply(body, client.profile.id))
+    # ModelGate marks retryable errors (is_retry; 500/508 "请稍后重试") in 200 bodies too:
+    # they are read inside the client's retry.
+    request = build_request(job)
+    return await client.post_json(
+        request.path, request.json, classify_error, read=reading(parse_reply, client, classify_error)
+    )

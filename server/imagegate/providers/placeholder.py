@@ -13,10 +13,14 @@ from ..imaging import draw_placeholder
 from .base import AdapterReply, Artifact, Batch
 from .http import ProviderClient
 
-__all__ = ["LABEL", "run"]
+__all__ = ["DIALECTS", "LABEL", "run"]
 
+DIALECTS: tuple[str, ...] = ()
 LABEL = "PLACEHOLDER - offline test image"
-NOTE = "placeholder images from imagegate's offline test provider, not from a real model; set a provider key for real images"
+NOTE = (
+    "placeholder images from imagegate's offline test provider, not from a real model; "
+    "set a provider key for real images"
+)
 DEFAULT_EDGE = 1024
 
 
@@ -42,6 +46,8 @@ async def run(job: Batch, client: ProviderClient) -> AdapterReply:
     artifacts = []
     for index in range(job.count):
         seed = _seed(job, index)
-        data = await anyio.to_thread.run_sync(draw_placeholder, width, height, job.prompt, LABEL, seed, inputs)
+        data = await anyio.to_thread.run_sync(
+            draw_placeholder, width, height, job.prompt, LABEL, seed, inputs
+        )
         artifacts.append(Artifact(data=data, mime="image/png", seed=seed))
     return AdapterReply(artifacts=tuple(artifacts), note=NOTE)
