@@ -6,6 +6,7 @@ validated as a whole (schema, cross-references, aliases, defaults) into one froz
 from __future__ import annotations
 
 import difflib
+import functools
 import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -95,6 +96,14 @@ def shipped_provider_ids() -> set[str]:
 
 
 def _shipped() -> tuple[dict[str, KnobDef], dict[str, ModelSpec], dict[str, ProviderSpec]]:
+    """The shipped catalog, as fresh dicts a load may extend (the specs themselves are never changed)."""
+    knobs, models, providers = _parsed_shipped()
+    return dict(knobs), dict(models), dict(providers)
+
+
+@functools.cache
+def _parsed_shipped() -> tuple[dict[str, KnobDef], dict[str, ModelSpec], dict[str, ProviderSpec]]:
+    # Read and validated once per process: the files ship inside the package and do not change.
     raw = _read_toml("models.toml")
     src = "catalog/data/models.toml"
     knobs = {k: _parse(KnobDef, v, src, f"knobs.{k}") for k, v in raw.get("knobs", {}).items()}
