@@ -1,19 +1,11 @@
-"""Shared fixtures: a clean environment for the server, and an MCP client over stdio."""
+"""Fixtures every test may use; the shared helpers live in tests/support."""
 
 from __future__ import annotations
 
-import os
-import sys
-from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
-from pathlib import Path
-
 import pytest
-from mcp import Client, StdioServerParameters
+from tests.support import server
 
 from imagegate.catalog import load_catalog
-
-TEST_KEY_PREFIX = "test-sentinel-key-"
 
 
 @pytest.fixture
@@ -26,32 +18,12 @@ def catalog():
     return load_catalog()
 
 
-def all_keys() -> dict[str, str]:
-    """A distinct, greppable test key for every shipped provider."""
-    cat = load_catalog()
-    return {spec.key_env: f"{TEST_KEY_PREFIX}{pid}" for pid, spec in cat.providers.items() if spec.key_env}
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Before any fixture (module-scoped ones too): the support helpers refuse a subprocess in a
+    test not marked `slow`."""
+    server.set_current_test(item)
 
 
-def base_env(tmp: Path, **extra: str) -> dict[str, str]:
-    """Only what a server needs: no keys leak in from the developer's shell."""
-    env = {
-        "PATH": os.environ.get("PATH", ""),
-        "HOME": str(tmp / "home"),
-        "XDG_CONFIG_HOME": str(tmp / "config"),
-        "IMAGEGATE_OUTPUT_DIR": str(tmp / "out"),
-        "PYTHONPATH": os.environ.get("PYTHONPATH", ""),
-    }
-    env.update(extra)
-    return env
-
-
-@asynccontextmanager
-async def stdio_client(env: Mapping[str, str], mode: str = "legacy") -> AsyncIterator[Client]:
-    """The real server as a subprocess, spoken to by the SDK's client over stdio."""
-    params = StdioServerParameters(command=sys.executable, args=["-m", "imagegate"], env=dict(env))
-    async with Client(params, mode=mode, read_timeout_seconds=60) as client:  # type: ignore[arg-type]
-        yield client
-
-
-def text_of(result) -> str:
-    return "\n".join(b.text for b in result.content if getattr(b, "type", "") == "text")
+def pytest_runtest_teardown(item: pytest.Item) -> None:
+    server.set_current_test(None)

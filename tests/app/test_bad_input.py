@@ -8,7 +8,6 @@ in-root path are then accepted where the settings allow them."""
 
 from __future__ import annotations
 
-import io
 import os
 import struct
 import threading
@@ -19,17 +18,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from PIL import Image
+from tests.support import base_env, error_of, image_bytes, serve, text_of
+from tools.emulator import start_thread
 
 from imagegate.catalog import load_catalog
-from tests.conftest import base_env, stdio_client, text_of
-from tools.emulator import start_thread
 
 pytestmark = pytest.mark.anyio
 
-ERROR_META = "io.imagegate/error"
 ROUTE = next(r for r in load_catalog().routes if (r.model, r.provider) == ("gpt-image-1", "openai"))
-PEM = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQ\n-----END OPENSSH PRIVATE KEY-----\n"
+PEM = (
+    "-----BEGIN OPENSSH PRIVATE KEY-----\n"
+    "b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQ\n"
+    "-----END OPENSSH PRIVATE KEY-----\n"
+)
 PASSWD = "root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\n"
 
 
@@ -48,7 +49,7 @@ class PictureServer:
     """A loopback web server that is not the provider: a real PNG at /cat.png, and a count of requests."""
 
     def __init__(self) -> None:
-        body = png_bytes((64, 64))
+        body = image_bytes((64, 64))
         self.paths: list[str] = []
         server = self
 
@@ -84,12 +85,6 @@ def clean(emulator, pictures):
     pictures.paths.clear()
 
 
-def png_bytes(size: tuple[int, int], mode: str = "RGB") -> bytes:
-    out = io.BytesIO()
-    Image.new(mode, size, (200, 30, 30, 128) if mode == "RGBA" else "red").save(out, "PNG")
-    return out.getvalue()
-
-
 def bomb_png(width: int, height: int) -> bytes:
     """A valid PNG whose header claims width x height; its data covers a few rows (never decoded)."""
 
@@ -108,10 +103,10 @@ def inputs(tmp_path_factory, pictures) -> dict[str, str]:
     root = folder / "root"
     root.mkdir()
     files = {
-        "root/good.png": png_bytes((64, 64)),
-        "good.png": png_bytes((64, 64)),
-        "mask.png": png_bytes((64, 64), "RGBA"),
-        "small-mask.png": png_bytes((32, 32), "RGBA"),
+        "root/good.png": image_bytes((64, 64)),
+        "good.png": image_bytes((64, 64)),
+        "mask.png": image_bytes((64, 64), mode="RGBA"),
+        "small-mask.png": image_bytes((32, 32), mode="RGBA"),
         "notes.png": b"meeting notes, renamed to look like a picture\n",
         "id_ed25519.png": PEM.encode(),
         "passwd.png": Path("/etc/passwd").read_bytes() if Path("/etc/passwd").is_file() else PASSWD.encode(),
@@ -120,7 +115,7 @@ def inputs(tmp_path_factory, pictures) -> dict[str, str]:
     for name, data in files.items():
         (folder / name).write_bytes(data)
     with (folder / "huge.png").open("wb") as sparse:  # over the byte limit without using the disk
-        sparse.write(png_bytes((64, 64)))
+        sparse.write(image_bytes((64, 64)))
         sparse.truncate((ROUTE.inputs.max_bytes or 0) + 1)
     (root / "escape.png").symlink_to(folder / "good.png")
     names = {name: str(folder / name) for name in [*files, "huge.png"]}
@@ -151,7 +146,7 @@ def server_env(emulator, tmp: Path, **extra: str) -> dict[str, str]:
 @pytest.fixture(scope="module")
 async def strict(emulator, tmp_path_factory):
     """A server with the default settings: any local path, public URLs only."""
-    async with stdio_client(server_env(emulator, tmp_path_factory.mktemp("strict"))) as client:
+    async with serve(server_env(emulator, tmp_path_factory.mktemp("strict"))) as client:
         yield client
 
 
@@ -159,47 +154,81 @@ async def strict(emulator, tmp_path_factory):
 async def lenient(emulator, tmp_path_factory, inputs):
     """A server for a user with a local gateway and one picture folder."""
     root = str(Path(inputs["root/good.png"]).parent)
-    env = server_env(emulator, tmp_path_factory.mktemp("lenient"), IMAGEGATE_ALLOW_PRIVATE_URLS="true", IMAGEGATE_INPUT_ROOTS=root)
-    async with stdio_client(env) as client:
+    env = server_env(
+        emulator,
+        tmp_path_factory.mktemp("lenient"),
+        IMAGEGATE_ALLOW_PRIVATE_URLS="true",
+        IMAGEGATE_INPUT_ROOTS=root,
+    )
+    async with serve(env) as client:
         yield client
 
 
 def edit(inputs: dict[str, str], images: list[str], mask: str | None = None) -> dict[str, Any]:
-    args: dict[str, Any] = {"model": "gpt-image-1", "prompt": "add a hat", "images": [inputs.get(i, i) for i in images]}
+    args: dict[str, Any] = {
+        "model": "gpt-image-1",
+        "prompt": "add a hat",
+        "images": [inputs.get(i, i) for i in images],
+    }
     if mask:
         args["mask"] = inputs[mask]
     return args
 
 
-def error_of(result: Any) -> dict[str, Any]:
-    assert result.is_error, text_of(result)
-    return dict(result.meta[ERROR_META])
-
-
 TOO_MANY = ["good.png"] * ((ROUTE.inputs.max_images or 16) + 1)
-# fmt: off
 REFUSED = [
     # images, mask, argument named, fragments of the message
     pytest.param(["missing"], None, "images[0]", ["no-such.png", "does not exist"], id="missing-path"),
     pytest.param(["good.png", "folder"], None, "images[1]", ["is not a file"], id="directory"),
-    pytest.param(["notes.png"], None, "images[0]", ["notes.png", "is not a usable image"], id="text-renamed-png"),
+    pytest.param(
+        ["notes.png"], None, "images[0]", ["notes.png", "is not a usable image"], id="text-renamed-png"
+    ),
     pytest.param(["id_ed25519.png"], None, "images[0]", ["is not a usable image"], id="key-renamed-png"),
     pytest.param(["passwd.png"], None, "images[0]", ["is not a usable image"], id="passwd-renamed-png"),
-    pytest.param(["bomb.png"], None, "images[0]", ["is not a usable image", "too many pixels"], id="decompression-bomb"),
-    pytest.param(["huge.png"], None, "images[0]", [f"the limit here is {ROUTE.inputs.max_bytes}"], id="over-byte-limit"),
-    pytest.param(TOO_MANY, None, "images", [f"images has {len(TOO_MANY)} items", f"1 to {len(TOO_MANY) - 1}"],
-                 id="too-many-references"),
-    pytest.param(["good.png"], "small-mask.png", "mask", ["is 32x32", "must match images[0] (64x64)"], id="mask-other-size"),
-    pytest.param(["file-url"], None, "images[0]", ["file:///etc/passwd", "file: scheme, which is not accepted"],
-                 id="file-url"),
+    pytest.param(
+        ["bomb.png"], None, "images[0]", ["is not a usable image", "too many pixels"], id="decompression-bomb"
+    ),
+    pytest.param(
+        ["huge.png"], None, "images[0]", [f"the limit here is {ROUTE.inputs.max_bytes}"], id="over-byte-limit"
+    ),
+    pytest.param(
+        TOO_MANY,
+        None,
+        "images",
+        [f"images has {len(TOO_MANY)} items", f"1 to {len(TOO_MANY) - 1}"],
+        id="too-many-references",
+    ),
+    pytest.param(
+        ["good.png"],
+        "small-mask.png",
+        "mask",
+        ["is 32x32", "must match images[0] (64x64)"],
+        id="mask-other-size",
+    ),
+    pytest.param(
+        ["file-url"],
+        None,
+        "images[0]",
+        ["file:///etc/passwd", "file: scheme, which is not accepted"],
+        id="file-url",
+    ),
     pytest.param(["ftp-url"], None, "images[0]", ["ftp: scheme, which is not accepted"], id="ftp-url"),
-    pytest.param(["loopback-url"], None, "images[0]", ["points at 127.0.0.1", "IMAGEGATE_ALLOW_PRIVATE_URLS=true"],
-                 id="loopback-url"),
+    pytest.param(
+        ["loopback-url"],
+        None,
+        "images[0]",
+        ["points at 127.0.0.1", "IMAGEGATE_ALLOW_PRIVATE_URLS=true"],
+        id="loopback-url",
+    ),
     pytest.param(["localhost-url"], None, "images[0]", ["which is not a public address"], id="localhost-url"),
-    pytest.param(["good.png", "metadata-url"], None, "images[1]", ["points at 169.254.169.254", "allow_private_urls"],
-                 id="link-local-url"),
+    pytest.param(
+        ["good.png", "metadata-url"],
+        None,
+        "images[1]",
+        ["points at 169.254.169.254", "allow_private_urls"],
+        id="link-local-url",
+    ),
 ]
-# fmt: on
 
 
 @pytest.mark.parametrize(("images", "mask", "argument", "fragments"), REFUSED)
@@ -216,7 +245,11 @@ async def test_a_bad_input_is_a_clear_refusal_and_nothing_is_sent(
 
 
 async def test_a_refusal_never_shows_what_the_file_holds(strict, inputs):
-    for name, secret in (("passwd.png", "root:x:0"), ("id_ed25519.png", "PRIVATE KEY"), ("notes.png", "meeting")):
+    for name, secret in (
+        ("passwd.png", "root:x:0"),
+        ("id_ed25519.png", "PRIVATE KEY"),
+        ("notes.png", "meeting"),
+    ):
         result = await strict.call_tool("edit_image", edit(inputs, [name]))
         assert result.is_error and secret not in text_of(result)
 
@@ -227,13 +260,17 @@ async def test_the_default_server_reads_any_local_path(strict, emulator, inputs)
     assert [r["endpoint"] for r in emulator.requests("openai")] == ["edits"]
 
 
-async def test_a_loopback_url_is_downloaded_when_private_urls_are_allowed(lenient, emulator, pictures, inputs):
+async def test_a_loopback_url_is_downloaded_when_private_urls_are_allowed(
+    lenient, emulator, pictures, inputs
+):
     result = await lenient.call_tool("edit_image", edit(inputs, ["loopback-url"]))
 
     assert not result.is_error, text_of(result)
     assert pictures.paths == ["/cat.png"]
     (sent,) = emulator.requests("openai")
-    assert [(p["name"], p["format"], p["width"]) for p in sent["form"] if "filename" in p] == [("image", "PNG", 64)]
+    assert [(p["name"], p["format"], p["width"]) for p in sent["form"] if "filename" in p] == [
+        ("image", "PNG", 64)
+    ]
 
 
 async def test_a_path_inside_the_input_root_is_read(lenient, emulator, inputs):
@@ -244,7 +281,12 @@ async def test_a_path_inside_the_input_root_is_read(lenient, emulator, inputs):
 
 @pytest.mark.parametrize(
     ("name", "argument"),
-    [("good.png", "images[0]"), ("root/escape.png", "images[0]"), ("root/../good.png", "images[0]"), ("mask.png", "mask")],
+    [
+        ("good.png", "images[0]"),
+        ("root/escape.png", "images[0]"),
+        ("root/../good.png", "images[0]"),
+        ("mask.png", "mask"),
+    ],
     ids=["outside", "symlink-out-of-root", "dot-dot", "mask-outside"],
 )
 async def test_a_path_outside_the_input_root_is_refused(lenient, emulator, inputs, name, argument):

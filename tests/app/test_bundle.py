@@ -18,9 +18,12 @@ from imagegate.bundle import MCPB_DEFAULT_EXCLUDES, _ignored
 ROOT = Path(__file__).resolve().parents[2]
 MCPB = ROOT / ".tools" / "node_modules" / ".bin" / "mcpb"
 REQUIRED = (
-    "manifest.json", "pyproject.toml", "README.md", "server/imagegate/__init__.py",
+    "manifest.json",
+    "pyproject.toml",
+    "README.md",
+    "server/imagegate/__init__.py",
     "server/imagegate/catalog/data/models.toml",
-)  # fmt: skip
+)
 NEVER = ("tests/", "tools/", ".ci/", ".tools/", ".venv", ".git/", "__pycache__", ".pytest_cache")
 
 
@@ -28,8 +31,11 @@ def bundle(tmp_path: Path, *args: str) -> tuple[Path, subprocess.CompletedProces
     output = tmp_path / "imagegate.mcpb"
     done = subprocess.run(
         [sys.executable, "-m", "imagegate", "bundle", "--source", str(ROOT), "-o", str(output), *args],
-        capture_output=True, text=True, timeout=120, cwd=tmp_path,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     return output, done
 
@@ -39,6 +45,7 @@ def names(path: Path) -> set[str]:
         return set(archive.namelist())
 
 
+@pytest.mark.slow
 def test_builtin_bundle_has_the_mcpb_layout(tmp_path):
     output, done = bundle(tmp_path, "--builtin")
     packed = names(output)
@@ -50,6 +57,7 @@ def test_builtin_bundle_has_the_mcpb_layout(tmp_path):
     assert done.stdout.startswith(str(output)) and "packed by imagegate" in done.stdout
 
 
+@pytest.mark.slow
 def test_bundle_without_manifest_says_where_to_run_it(tmp_path):
     command = [sys.executable, "-m", "imagegate", "bundle", "--source", str(tmp_path)]
     done = subprocess.run(command, capture_output=True, text=True, timeout=60)
@@ -77,6 +85,7 @@ def test_ignore_rules(path, is_dir, ignored):
     assert _ignored(path, is_dir, [*MCPB_DEFAULT_EXCLUDES, *own]) is ignored
 
 
+@pytest.mark.slow
 def test_builtin_writer_packs_the_same_files_as_mcpb_pack(tmp_path):
     if not MCPB.exists():
         if os.environ.get("IMAGEGATE_REQUIRE_NODE_TOOLS") == "1":

@@ -20,9 +20,9 @@ from anyio.from_thread import BlockingPortal, start_blocking_portal
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
+from tests.support import base_env, serve, text_of
 
 from imagegate.catalog import load_catalog
-from tests.conftest import base_env, stdio_client, text_of
 
 CATALOG = load_catalog()
 CLOSED = "http://127.0.0.1:9/v1"
@@ -54,7 +54,9 @@ def client(portal, tmp_path_factory):
     for spec in CATALOG.providers.values():
         env |= {spec.key_env: "test-fuzz-key"} if spec.key_env else {}
         env |= {spec.base_url_env: CLOSED} if spec.base_url_env else {}
-    with portal.wrap_async_context_manager(stdio_client(base_env(tmp_path_factory.mktemp("fuzz"), **env))) as session:
+    with portal.wrap_async_context_manager(
+        serve(base_env(tmp_path_factory.mktemp("fuzz"), **env))
+    ) as session:
         yield session
 
 
@@ -63,10 +65,24 @@ def client(portal, tmp_path_factory):
 MODELS = sorted({r.model for r in CATALOG.routes}) + ["nano-banana", "gpt-imag-1", ""]
 PROVIDERS = sorted(CATALOG.providers) + ["nowhere"]
 KNOBS = sorted(CATALOG.knobs)
-ROUTES = {tool: [r for r in CATALOG.routes if r.can(tool.split("_")[0])] for tool in ("generate_image", "edit_image")}
+ROUTES = {
+    tool: [r for r in CATALOG.routes if r.can(tool.split("_")[0])]
+    for tool in ("generate_image", "edit_image")
+}
 ARGUMENT_NAMES = {
     "generate_image": ["model", "prompt", "provider", "size", "resolution", "n", "extra", *KNOBS],
-    "edit_image": ["model", "prompt", "provider", "size", "resolution", "n", "extra", "images", "mask", *KNOBS],
+    "edit_image": [
+        "model",
+        "prompt",
+        "provider",
+        "size",
+        "resolution",
+        "n",
+        "extra",
+        "images",
+        "mask",
+        *KNOBS,
+    ],
     "list_models": ["provider", "capability"],
     "get_supported_sizes": ["model", "provider", "resolution"],
 }
@@ -80,28 +96,48 @@ scalars = st.one_of(
     st.text(max_size=40),
 )
 junk = st.recursive(
-    scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4), max_leaves=25
+    scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
+    max_leaves=25,
 )
 """Any JSON value, nested a few levels (far from the ~200 levels at which the SDK's parser stops)."""
 huge_text = st.sampled_from([MEGABYTE, "x" * 100_000, "\u00e9" * 70_000])
 sizes = st.one_of(
     st.builds(lambda w, h: f"{w}x{h}", st.integers(-5, 100_000), st.integers(-5, 100_000)),
     st.builds(lambda w, h: f"{w}:{h}", st.integers(0, 100), st.integers(0, 100)),
-    st.sampled_from(["auto", "1024x1024", "16:9", "1:1", "0x0", "1024X1024", " 1024x1024", "1e3x1e3", "-1:1"]),
+    st.sampled_from(
+        ["auto", "1024x1024", "16:9", "1:1", "0x0", "1024X1024", " 1024x1024", "1e3x1e3", "-1:1"]
+    ),
     st.text(max_size=20),
     huge_text,
 )
-numbers = st.one_of(st.integers(-(10**12), 10**12), st.integers(-5, 12), st.floats(-1e6, 1e6), st.text(max_size=5))
+numbers = st.one_of(
+    st.integers(-(10**12), 10**12), st.integers(-5, 12), st.floats(-1e6, 1e6), st.text(max_size=5)
+)
 
 
 def references(inputs: dict[str, str]) -> st.SearchStrategy[Any]:
     """Input-image references: real and fake files, special paths, URLs that must be refused."""
     named = st.sampled_from(
         [
-            inputs["real"], inputs["text"], inputs["folder"], "/etc/passwd", "/dev/zero", "/proc/self/environ",
-            "", ".", "~", "file:///etc/passwd", "ftp://127.0.0.1/a.png", "http://127.0.0.1:9/a.png",
-            "http://169.254.169.254/latest/meta-data/", "https://[::1]/a.png", "http://0x7f.1/a.png",
-            "data:image/png;base64,iVBORw0KGgo=", "data:,plain", "data:image/png;base64,***",
+            inputs["real"],
+            inputs["text"],
+            inputs["folder"],
+            "/etc/passwd",
+            "/dev/zero",
+            "/proc/self/environ",
+            "",
+            ".",
+            "~",
+            "file:///etc/passwd",
+            "ftp://127.0.0.1/a.png",
+            "http://127.0.0.1:9/a.png",
+            "http://169.254.169.254/latest/meta-data/",
+            "https://[::1]/a.png",
+            "http://0x7f.1/a.png",
+            "data:image/png;base64,iVBORw0KGgo=",
+            "data:,plain",
+            "data:image/png;base64,***",
         ]
     )
     return st.one_of(named, st.text(max_size=30), huge_text, scalars)
@@ -143,7 +179,9 @@ def calls(draw: st.DrawFn, inputs: dict[str, str]) -> tuple[str, dict[str, Any] 
 # --- the properties ---------------------------------------------------------------------------------
 
 
-@pytest.mark.filterwarnings("ignore:Generating overly large repr")  # a 1 MB example would hide the real failure
+@pytest.mark.filterwarnings(
+    "ignore:Generating overly large repr"
+)  # a 1 MB example would hide the real failure
 def test_every_call_gets_a_tool_result_never_a_protocol_error(portal, client, inputs):
     outcomes: set[bool] = set()
 
@@ -151,7 +189,11 @@ def test_every_call_gets_a_tool_result_never_a_protocol_error(portal, client, in
         max_examples=EXAMPLES,
         deadline=None,
         database=None,
-        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example],
+        suppress_health_check=[
+            HealthCheck.too_slow,
+            HealthCheck.data_too_large,
+            HealthCheck.large_base_example,
+        ],
     )
     @given(call=calls(inputs))
     def answered(call: tuple[str, dict[str, Any] | None]) -> None:
@@ -171,12 +213,13 @@ def test_the_server_still_answers_after_the_fuzzing(portal, client):
     assert not result.is_error and "models" in text_of(result)
 
 
-# fmt: off
 HUGE_VALUES = [
     # tool, arguments with HUGE standing for a 300 KB string
     pytest.param("generate_image", {"prompt": "HUGE"}, id="prompt"),
     pytest.param("generate_image", {"quality": "HUGE"}, id="knob"),
-    pytest.param("generate_image", {"model": "seedream-4.0", "provider": "ark", "resolution": "HUGE"}, id="resolution"),
+    pytest.param(
+        "generate_image", {"model": "seedream-4.0", "provider": "ark", "resolution": "HUGE"}, id="resolution"
+    ),
     pytest.param("edit_image", {"images": ["HUGE"]}, id="image-path"),
     pytest.param("edit_image", {"images": ["http://HUGE.example/a.png"]}, id="image-url"),
     pytest.param("list_models", {"provider": "HUGE"}, id="list-provider"),
@@ -185,9 +228,10 @@ HUGE_VALUES = [
     pytest.param("generate_image", {"provider": "HUGE"}, id="provider"),
     pytest.param("generate_image", {"HUGE": 1}, id="argument-name"),
     pytest.param("get_supported_sizes", {"model": "HUGE"}, id="sizes-model"),
-    pytest.param("get_supported_sizes", {"model": "gpt-image-1", "resolution": "HUGE"}, id="sizes-resolution"),
+    pytest.param(
+        "get_supported_sizes", {"model": "gpt-image-1", "resolution": "HUGE"}, id="sizes-resolution"
+    ),
 ]
-# fmt: on
 
 
 @pytest.mark.parametrize(("tool", "args"), HUGE_VALUES)

@@ -13,10 +13,9 @@ from contextlib import contextmanager
 import httpx2
 import pytest
 from mcp import Client
+from tests.support import base_env, text_of
 
-from tests.conftest import base_env, text_of
-
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
 
 def free_port() -> int:
@@ -29,7 +28,9 @@ def free_port() -> int:
 def serving(tmp, *extra: str, **env: str) -> Iterator[str]:
     port = free_port()
     command = [sys.executable, "-m", "imagegate", "serve", "--transport", "http", "--port", str(port), *extra]
-    process = subprocess.Popen(command, env=base_env(tmp, **env), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process = subprocess.Popen(
+        command, env=base_env(tmp, **env), stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
@@ -82,7 +83,9 @@ def test_a_configured_token_is_required(tmp_path):
     with serving(tmp_path, IMAGEGATE_HTTP_TOKEN=token) as url:
         missing = httpx2.post(url, json=LIST, headers=ACCEPT, timeout=10)
         wrong = httpx2.post(url, json=LIST, headers={**ACCEPT, "Authorization": "Bearer nope"}, timeout=10)
-        right = httpx2.post(url, json=LIST, headers={**ACCEPT, **PROTOCOL, "Authorization": f"Bearer {token}"}, timeout=10)
+        right = httpx2.post(
+            url, json=LIST, headers={**ACCEPT, **PROTOCOL, "Authorization": f"Bearer {token}"}, timeout=10
+        )
     assert missing.status_code == 401 and wrong.status_code == 401
     assert missing.headers["www-authenticate"] == "Bearer" and token not in missing.text
     assert right.status_code == 200 and "generate_image" in right.text
@@ -90,6 +93,10 @@ def test_a_configured_token_is_required(tmp_path):
 
 def test_allowed_hosts_replace_the_loopback_defaults(tmp_path):
     with serving(tmp_path, "--allow-host", "images.example:8000") as url:
-        ours = httpx2.post(url, json=LIST, headers={**ACCEPT, **PROTOCOL, "Host": "images.example:8000"}, timeout=10)
-        foreign = httpx2.post(url, json=LIST, headers={**ACCEPT, **PROTOCOL, "Host": "evil.example:8000"}, timeout=10)
+        ours = httpx2.post(
+            url, json=LIST, headers={**ACCEPT, **PROTOCOL, "Host": "images.example:8000"}, timeout=10
+        )
+        foreign = httpx2.post(
+            url, json=LIST, headers={**ACCEPT, **PROTOCOL, "Host": "evil.example:8000"}, timeout=10
+        )
     assert ours.status_code == 200 and foreign.status_code in (400, 403, 421)

@@ -13,10 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.support import TEST_KEY_PREFIX, base_env
+from tools.emulator import start_thread
 
 from imagegate.app import TOOL_DESCRIPTIONS
-from tests.conftest import TEST_KEY_PREFIX, base_env
-from tools.emulator import start_thread
+
+pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
 INSPECTOR = ROOT / ".tools" / "node_modules" / ".bin" / "mcp-inspector"
@@ -54,16 +56,24 @@ def server_env(emulator, tmp_path: Path) -> dict[str, str]:
 
 def test_inspector_lists_the_four_tools(inspector, emulator, tmp_path):
     answer = inspect(inspector, server_env(emulator, tmp_path), "--method", "tools/list")
-    assert {t["name"]: t["description"] for t in answer["tools"]} == {k: v for k, v in TOOL_DESCRIPTIONS.items() if k != "get_image_job"}
+    assert {t["name"]: t["description"] for t in answer["tools"]} == {
+        k: v for k, v in TOOL_DESCRIPTIONS.items() if k != "get_image_job"
+    }
     generate = next(t for t in answer["tools"] if t["name"] == "generate_image")
     assert "gpt-image-1" in generate["inputSchema"]["properties"]["model"]["enum"]
 
 
 def test_inspector_calls_list_models(inspector, emulator, tmp_path):
     answer = inspect(
-        inspector, server_env(emulator, tmp_path), "--method", "tools/call", "--tool-name", "list_models",
-        "--tool-arg", "provider=openai",
-    )  # fmt: skip
+        inspector,
+        server_env(emulator, tmp_path),
+        "--method",
+        "tools/call",
+        "--tool-name",
+        "list_models",
+        "--tool-arg",
+        "provider=openai",
+    )
     assert answer.get("isError") is not True
     models = {m["id"]: m for m in answer["structuredContent"]["models"]}
     assert models["gpt-image-1"]["available"] is True
@@ -72,10 +82,21 @@ def test_inspector_calls_list_models(inspector, emulator, tmp_path):
 
 def test_inspector_calls_generate_image(inspector, emulator, tmp_path):
     answer = inspect(
-        inspector, server_env(emulator, tmp_path), "--method", "tools/call", "--tool-name", "generate_image",
-        "--tool-arg", "prompt=a red cube", "--tool-arg", "model=gpt-image-1", "--tool-arg", "n=2",
-        "--tool-arg", "size=1024x1024",
-    )  # fmt: skip
+        inspector,
+        server_env(emulator, tmp_path),
+        "--method",
+        "tools/call",
+        "--tool-name",
+        "generate_image",
+        "--tool-arg",
+        "prompt=a red cube",
+        "--tool-arg",
+        "model=gpt-image-1",
+        "--tool-arg",
+        "n=2",
+        "--tool-arg",
+        "size=1024x1024",
+    )
     assert answer.get("isError") is not True, answer
     kinds = [block["type"] for block in answer["content"]]
     assert kinds == ["text", "image", "image", "resource_link", "resource_link"]
@@ -83,6 +104,8 @@ def test_inspector_calls_generate_image(inspector, emulator, tmp_path):
     paths = [Path(image["path"]) for image in meta["images"]]
     assert len(paths) == 2 and all(p.is_file() and (tmp_path / "out") in p.parents for p in paths)
     assert all(block["mimeType"] == "image/jpeg" and block["data"] for block in answer["content"][1:3])
-    assert [block["uri"] for block in answer["content"][3:]] == [f"imagegate://images/{p.parent.name}/{p.name}" for p in paths]
+    assert [block["uri"] for block in answer["content"][3:]] == [
+        f"imagegate://images/{p.parent.name}/{p.name}" for p in paths
+    ]
     requests = emulator.requests("openai")
     assert requests[-1]["json"]["n"] == 2 and requests[-1]["json"]["size"] == "1024x1024"

@@ -17,7 +17,7 @@ from typing import Any
 import httpx2
 import pytest
 from tests.app.test_http_transport import ACCEPT, LIST, PROTOCOL, serving
-from tests.conftest import base_env
+from tests.support import base_env
 
 from imagegate import framing
 
@@ -126,6 +126,7 @@ MALFORMED = [
 
 
 @pytest.mark.parametrize(("line", "code", "request_id"), MALFORMED)
+@pytest.mark.slow
 def test_a_malformed_line_gets_a_short_error_with_the_id_it_can_read(wire, line, code, request_id):
     wire.send(line)
     raw = wire.answer()
@@ -135,6 +136,7 @@ def test_a_malformed_line_gets_a_short_error_with_the_id_it_can_read(wire, line,
     assert wire.process.poll() is None
 
 
+@pytest.mark.slow
 def test_after_malformed_lines_initialize_and_tools_list_still_work(wire):
     wire.send(b"not json either")
     wire.send(b"[]")
@@ -146,6 +148,7 @@ def test_after_malformed_lines_initialize_and_tools_list_still_work(wire):
     assert wire.process.poll() is None
 
 
+@pytest.mark.slow
 def test_a_batch_is_refused_in_a_version_without_batches(fresh):
     fresh.open_session("2025-06-18")
     answer = fresh.ask(BATCH_OF_TWO)
@@ -154,12 +157,14 @@ def test_a_batch_is_refused_in_a_version_without_batches(fresh):
     assert fresh.ask(request(3))["result"] == {}
 
 
+@pytest.mark.slow
 def test_a_batch_is_refused_on_a_2026_connection(fresh):
     assert "result" in fresh.ask(request(1, "tools/list", _meta=META))
     answer = fresh.ask([request(2, "tools/list", _meta=META)])
     assert "not supported in protocol version 2026-07-28" in answer["error"]["message"]
 
 
+@pytest.mark.slow
 def test_a_2025_03_26_batch_gets_one_array_with_an_answer_per_request(fresh):
     fresh.open_session("2025-03-26")
     junk = {"id": 9, "method": "ping"}
@@ -217,6 +222,7 @@ HTTP_BODIES = [
 
 
 @pytest.mark.parametrize(("body", "headers", "code", "request_id"), HTTP_BODIES)
+@pytest.mark.slow
 def test_http_answers_a_malformed_body_with_a_short_error(http_url, body, headers, code, request_id):
     answer = httpx2.post(http_url, content=body, headers={**ACCEPT, **headers}, timeout=ANSWER_WITHIN)
     assert answer.status_code == 400 and len(answer.content) < SHORT, answer.text[:SHORT]
@@ -226,6 +232,7 @@ def test_http_answers_a_malformed_body_with_a_short_error(http_url, body, header
     assert served.status_code == 200 and "generate_image" in served.text
 
 
+@pytest.mark.slow
 def test_http_keeps_the_sdk_checks_that_run_before_the_body(http_url):
     foreign = httpx2.post(http_url, content="[]", headers={**ACCEPT, **PROTOCOL, "Host": "evil.example:80"})
     plain = httpx2.post(http_url, content="[]", headers={**ACCEPT, **PROTOCOL, "Content-Type": "text/plain"})

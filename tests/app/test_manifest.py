@@ -10,12 +10,12 @@ import tomllib
 from pathlib import Path
 
 import pytest
+from tests.support import TEST_KEY_PREFIX, base_env, serve, text_of
+from tools.emulator import start_thread
 
 from imagegate import __version__
 from imagegate.app import TOOL_DESCRIPTIONS
 from imagegate.settings import is_unset
-from tests.conftest import TEST_KEY_PREFIX, base_env, stdio_client, text_of
-from tools.emulator import start_thread
 
 ROOT = Path(__file__).resolve().parents[2]
 MANIFEST = json.loads((ROOT / "manifest.json").read_text(encoding="utf-8"))
@@ -91,15 +91,17 @@ def test_an_unfilled_bundle_option_counts_as_unset(value):
 
 
 @pytest.mark.anyio
+@pytest.mark.slow
 async def test_manifest_lists_exactly_the_tools_the_server_registers(tmp_path):
     # Claude Desktop is a client with a wait budget (known by its name); the variable stands in for it.
-    async with stdio_client(base_env(tmp_path) | host_env({}, IMAGEGATE_WAIT_BUDGET="50")) as client:
+    async with serve(base_env(tmp_path) | host_env({}, IMAGEGATE_WAIT_BUDGET="50"), stdio=True) as client:
         tools = (await client.list_tools()).tools
     assert [{"name": t.name, "description": t.description} for t in tools] == MANIFEST["tools"]
     assert {t["name"]: t["description"] for t in MANIFEST["tools"]} == TOOL_DESCRIPTIONS
 
 
 @pytest.mark.anyio
+@pytest.mark.slow
 async def test_unfilled_key_and_output_folder_count_as_unset_over_stdio(tmp_path):
     """Only the OpenAI key filled in: every other key and the output folder stay `${user_config.…}`."""
     home = tmp_path / "home"
@@ -108,7 +110,7 @@ async def test_unfilled_key_and_output_folder_count_as_unset_over_stdio(tmp_path
         env = base_env(tmp_path) | host_env(user, OPENAI_BASE_URL=emulator.base_url("openai"))
         assert env["GEMINI_API_KEY"] == "${user_config.gemini_api_key}"
         assert env["IMAGEGATE_OUTPUT_DIR"] == "${user_config.output_dir}"
-        async with stdio_client(env) as client:
+        async with serve(env, stdio=True) as client:
             listed = (await client.call_tool("list_models", {})).structured_content
             arguments = {"model": "gpt-image-1", "prompt": "a red cube", "size": "1024x1024"}
             made = await client.call_tool("generate_image", arguments)
@@ -119,4 +121,3 @@ async def test_unfilled_key_and_output_folder_count_as_unset_over_stdio(tmp_path
     assert saved.is_file() and home in saved.parents  # the platform default under HOME
     assert "${user_config" not in str(saved)
     assert [b.type for b in made.content] == ["text", "image"]  # IMAGEGATE_RESOURCE_LINKS=false
-

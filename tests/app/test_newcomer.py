@@ -19,7 +19,7 @@ import httpx2
 import pytest
 from mcp import Client
 from mcp.shared.exceptions import MCPError
-from tests.conftest import base_env, text_of
+from tests.support import base_env, text_of
 
 from imagegate.app import create_server
 from imagegate.service import build_service
@@ -35,6 +35,7 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+@pytest.mark.slow
 def test_a_reader_that_closes_the_pipe_gets_no_traceback(tmp_path):
     # `imagegate models | head`: the read end is closed before the command writes a byte.
     process = subprocess.Popen(
@@ -59,6 +60,7 @@ def _read_for(fd: int, seconds: float) -> str:
     return out.decode(errors="replace")
 
 
+@pytest.mark.slow
 def test_started_in_a_terminal_it_says_what_it_is_and_how_to_stop(tmp_path):
     leader, follower = pty.openpty()
     process = subprocess.Popen(
@@ -74,11 +76,13 @@ def test_started_in_a_terminal_it_says_what_it_is_and_how_to_stop(tmp_path):
     assert "MCP server on stdio" in line and "Ctrl-C" in line, line
 
 
+@pytest.mark.slow
 def test_started_by_a_client_on_pipes_it_says_nothing(tmp_path):
     process = subprocess.run(IMAGEGATE, env=base_env(tmp_path), input=b"", capture_output=True, timeout=30)
     assert process.stdout == b"" and b"Ctrl-C" not in process.stderr
 
 
+@pytest.mark.slow
 def test_a_browser_opening_the_http_endpoint_is_answered_at_once(tmp_path):
     port = _free_port()
     command = [*IMAGEGATE, "serve", "--transport", "http", "--port", str(port)]
@@ -140,6 +144,7 @@ async def test_aliases_are_listed_with_their_model(tmp_path):
     assert "nano-banana-pro" in line
 
 
+@pytest.mark.slow
 def test_the_cli_table_lists_aliases(tmp_path):
     out = subprocess.run(
         [*IMAGEGATE, "models"],
@@ -175,3 +180,17 @@ def test_the_bundle_icon_is_the_size_mcpb_recommends_and_the_inline_one_stays_sm
         assert (icon.format, icon.size) == ("PNG", (512, 512))
     with Image.open(root / "server" / "imagegate" / "icon.png") as inline:
         assert inline.size == (64, 64)  # inlined in serverInfo: every handshake carries it
+
+
+async def test_a_knob_the_model_lacks_names_the_models_that_take_it(tmp_path):
+    env = base_env(tmp_path, OPENAI_API_KEY="test-key")
+    server = create_server(lambda: build_service(env))
+    async with Client(server) as client:  # type: ignore[arg-type]
+        result = await client.call_tool(
+            "generate_image", {"model": "gpt-image-1", "prompt": "x", "style": "vivid"}
+        )
+    assert (
+        result.is_error
+        and "style is not supported by gpt-image-1 via openai; models that take it: dall-e-3"
+        in text_of(result)
+    )

@@ -1,4 +1,4 @@
-"""Saved images as MCP resources over stdio: listed newest first, read back byte for byte with
+"""Saved images as MCP resources: listed newest first, read back byte for byte with
 their sidecar, linked from tool results; anything outside the output tree is refused cleanly."""
 
 from __future__ import annotations
@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 from mcp.shared.exceptions import MCPError
+from tests.support import base_env, serve, text_of
 
 from imagegate import gallery
 from imagegate.errors import InvalidRequest
-from tests.conftest import base_env, stdio_client, text_of
 
 pytestmark = pytest.mark.anyio
 
@@ -42,7 +42,7 @@ def refused_uris(tmp_path: Path, day: str) -> list[str]:
 
 
 async def test_generated_images_are_listed_and_read_back_with_their_sidecar(tmp_path):
-    async with stdio_client(base_env(tmp_path)) as client:
+    async with serve(base_env(tmp_path)) as client:
         result = await client.call_tool("generate_image", {"model": "placeholder", "prompt": PROMPT, "n": 2})
         assert not result.is_error, text_of(result)
         paths = saved_paths(result)
@@ -52,7 +52,11 @@ async def test_generated_images_are_listed_and_read_back_with_their_sidecar(tmp_
         assert [b.uri for b in links] == [f"imagegate://images/{p.parent.name}/{p.name}" for p in paths]
         for link, path in zip(links, paths, strict=True):
             resource = listed[link.uri]
-            assert (resource.name, resource.mime_type, resource.size) == (path.name, link.mime_type, path.stat().st_size)
+            assert (resource.name, resource.mime_type, resource.size) == (
+                path.name,
+                link.mime_type,
+                path.stat().st_size,
+            )
             assert "placeholder" in (resource.description or "") and PROMPT in (resource.description or "")
 
             contents = (await client.read_resource(link.uri)).contents
@@ -65,14 +69,14 @@ async def test_generated_images_are_listed_and_read_back_with_their_sidecar(tmp_
 
 
 async def test_the_template_is_listed(tmp_path):
-    async with stdio_client(base_env(tmp_path)) as client:
+    async with serve(base_env(tmp_path)) as client:
         templates = (await client.list_resource_templates()).resource_templates
         assert [t.uri_template for t in templates] == ["imagegate://images/{date}/{name}"]
         assert (await client.list_resources()).resources == []  # no output dir yet: an empty list
 
 
 async def test_uris_outside_the_saved_images_are_refused_and_the_server_keeps_serving(tmp_path):
-    async with stdio_client(base_env(tmp_path)) as client:
+    async with serve(base_env(tmp_path)) as client:
         result = await client.call_tool("generate_image", {"model": "placeholder", "prompt": PROMPT})
         path = saved_paths(result)[0]
         day = path.parent.name

@@ -1,4 +1,4 @@
-"""tools/list over stdio: four tools whose schemas are valid JSON Schema, pass the
+"""tools/list: four tools whose schemas are valid JSON Schema, pass the
 client-compatibility lint, stay small, and are exactly what the catalog derives."""
 
 from __future__ import annotations
@@ -7,8 +7,7 @@ import json
 
 import pytest
 from jsonschema import Draft202012Validator
-
-from tests.conftest import all_keys, base_env, stdio_client
+from tests.support import all_keys, base_env, serve
 
 pytestmark = pytest.mark.anyio
 
@@ -36,7 +35,7 @@ def lint(schema: dict, path: str = "") -> list[str]:
 
 
 async def tools_of(env):
-    async with stdio_client(env) as client:
+    async with serve(env) as client:
         return {t.name: t for t in (await client.list_tools()).tools}
 
 
@@ -44,21 +43,36 @@ async def tools_of(env):
 async def test_four_tools_with_valid_lint_clean_schemas(tmp_path, keys):
     chosen = {"one": {"OPENAI_API_KEY": "test-x"}, "all": all_keys(), "none": {}}[keys]
     tools = await tools_of(base_env(tmp_path, **chosen))
-    assert set(tools) == {"generate_image", "edit_image", "list_models", "get_supported_sizes"}  # no wait budget: no jobs
+    assert set(tools) == {
+        "generate_image",
+        "edit_image",
+        "list_models",
+        "get_supported_sizes",
+    }  # no wait budget: no jobs
     for tool in tools.values():
         Draft202012Validator.check_schema(tool.input_schema)
         assert lint(tool.input_schema) == [], tool.name
         assert tool.description and len(tool.description) < 400
     assert tools["list_models"].annotations.read_only_hint is True
     assert tools["get_supported_sizes"].annotations.read_only_hint is True
-    assert tools["generate_image"].annotations.destructive_hint is False  # openWorld and the rest: spec defaults
-    assert tools["list_models"].output_schema and "$defs" not in json.dumps(tools["list_models"].output_schema)
+    assert (
+        tools["generate_image"].annotations.destructive_hint is False
+    )  # openWorld and the rest: spec defaults
+    assert tools["list_models"].output_schema and "$defs" not in json.dumps(
+        tools["list_models"].output_schema
+    )
     assert tools["generate_image"].output_schema is None  # only with IMAGEGATE_STRUCTURED_OUTPUT
 
 
 async def test_a_client_with_a_wait_budget_also_gets_the_job_tool(tmp_path):
     tools = await tools_of(base_env(tmp_path, IMAGEGATE_WAIT_BUDGET="50"))
-    assert set(tools) == {"generate_image", "edit_image", "list_models", "get_supported_sizes", "get_image_job"}
+    assert set(tools) == {
+        "generate_image",
+        "edit_image",
+        "list_models",
+        "get_supported_sizes",
+        "get_image_job",
+    }
     Draft202012Validator.check_schema(tools["get_image_job"].input_schema)
 
 
@@ -66,7 +80,12 @@ async def test_structured_output_declares_flat_output_schemas(tmp_path):
     tools = await tools_of(base_env(tmp_path, IMAGEGATE_STRUCTURED_OUTPUT="true"))
     for name in ("list_models", "get_supported_sizes", "generate_image", "edit_image"):
         schema = tools[name].output_schema
-        assert schema and schema["type"] == "object" and "$defs" not in json.dumps(schema) and "anyOf" not in json.dumps(schema), name
+        assert (
+            schema
+            and schema["type"] == "object"
+            and "$defs" not in json.dumps(schema)
+            and "anyOf" not in json.dumps(schema)
+        ), name
 
 
 async def test_one_provider_narrows_the_model_enum_to_its_models(tmp_path, catalog):
@@ -113,7 +132,11 @@ async def test_tools_list_stays_small(tmp_path):
 
 
 async def test_the_server_announces_itself_with_an_icon(tmp_path):
-    async with stdio_client(base_env(tmp_path), mode="legacy") as client:  # the handshake carries serverInfo
+    async with serve(base_env(tmp_path), mode="legacy") as client:  # the handshake carries serverInfo
         info, instructions = client.server_info, client.instructions
     assert info is not None and info.name == "imagegate" and "list_models" in (instructions or "")
-    assert info.icons and info.icons[0].src.startswith("data:image/png;base64,") and info.icons[0].sizes == ["64x64"]
+    assert (
+        info.icons
+        and info.icons[0].src.startswith("data:image/png;base64,")
+        and info.icons[0].sizes == ["64x64"]
+    )

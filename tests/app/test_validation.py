@@ -1,4 +1,4 @@
-"""Every route's limits, enforced over stdio: for each model x provider in the catalog, a
+"""Every route's limits, enforced through the MCP surface: for each model x provider in the catalog, a
 valid call passes validation and a call breaking each limit is refused with that limit
 named. The expectations are derived from the catalog; the answers come from the server."""
 
@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
+from tests.support import all_keys, base_env, serve, text_of
 
 from imagegate.catalog import Route, load_catalog
 from imagegate.catalog.sizes import rule_options
-from tests.conftest import all_keys, base_env, stdio_client, text_of
 
 pytestmark = pytest.mark.anyio
 CATALOG = load_catalog()
@@ -23,7 +23,10 @@ ERROR_META = "io.imagegate/error"
 def refused(result) -> bool:
     """True when the server refused the call's arguments (not when an upstream failed later)."""
     meta = result.meta or {}
-    return bool(result.is_error) and meta.get(ERROR_META, {}).get("kind") in ("invalid_argument", "not_configured")
+    return bool(result.is_error) and meta.get(ERROR_META, {}).get("kind") in (
+        "invalid_argument",
+        "not_configured",
+    )
 
 
 def tool_of(route: Route) -> str:
@@ -101,7 +104,7 @@ async def test_every_route_accepts_valid_calls_and_refuses_each_broken_limit(tmp
     failures = []
     # Valid calls go nowhere real: every base URL is a closed local port, and nothing retries.
     nowhere = {f"{p.upper()}_BASE_URL": "http://127.0.0.1:9/v1" for p in CATALOG.providers}
-    async with stdio_client(base_env(tmp_path, IMAGEGATE_MAX_RETRIES="0", **nowhere, **all_keys())) as client:
+    async with serve(base_env(tmp_path, IMAGEGATE_MAX_RETRIES="0", **nowhere, **all_keys())) as client:
         for route in CATALOG.routes:
             tool = tool_of(route)
             result = await client.call_tool(tool, valid_call(route))
@@ -112,15 +115,24 @@ async def test_every_route_accepts_valid_calls_and_refuses_each_broken_limit(tmp
                 text = text_of(result)
                 wanted = fragment if isinstance(fragment, tuple) else (fragment,)
                 if not refused(result) or not any(f in text for f in wanted):
-                    failures.append(f"{route.where}: breaking {limit} with {args.get(limit)!r} gave {text!r}, wanted {fragment!r}")
+                    failures.append(
+                        f"{route.where}: breaking {limit} with {args.get(limit)!r} gave {text!r}, "
+                        f"wanted {fragment!r}"
+                    )
     assert not failures, "\n".join(failures[:30]) + f"\n({len(failures)} failures)"
 
 
 async def test_edit_refused_where_a_provider_cannot_edit(tmp_path):
     route = next(r for r in CATALOG.routes if not r.can("edit") and r.can("generate"))
-    async with stdio_client(base_env(tmp_path, **all_keys())) as client:
+    async with serve(base_env(tmp_path, **all_keys())) as client:
         result = await client.call_tool(
-            "edit_image", {"model": route.model, "provider": route.provider, "prompt": "x", "images": ["https://e.com/a.png"]}
+            "edit_image",
+            {
+                "model": route.model,
+                "provider": route.provider,
+                "prompt": "x",
+                "images": ["https://e.com/a.png"],
+            },
         )
     assert result.is_error and "cannot edit" in text_of(result)
 
@@ -129,7 +141,7 @@ async def test_a_local_file_is_refused_where_only_urls_are_taken(tmp_path):
     route = next((r for r in CATALOG.routes if r.inputs.forms == ["url"] and r.can("edit")), None)
     if route is None:
         pytest.skip("no URL-only route in the catalog")
-    async with stdio_client(base_env(tmp_path, **all_keys())) as client:
+    async with serve(base_env(tmp_path, **all_keys())) as client:
         args = {**base_args(route), "images": ["/tmp/cat.png"]}
         result = await client.call_tool("edit_image", args)
     text = text_of(result)

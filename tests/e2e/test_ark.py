@@ -18,8 +18,17 @@ from typing import Any
 import httpx2
 import pytest
 from PIL import Image
-from tests.e2e import metadata
-from tests.conftest import base_env, stdio_client, text_of
+from tests.support import (
+    base_env,
+    data_url,
+    image_file,
+    kind_of,
+    metadata,
+    pixels,
+    serve,
+    sidecar_of,
+    text_of,
+)
 from tools.emulator import EmulatorClient
 from tools.emulator.ark import URL_TTL, _ArkProvider, routes
 from tools.emulator.core import Provider
@@ -59,38 +68,16 @@ def env_for(tmp_path: Path, emulator: EmulatorClient, **extra: str) -> dict[str,
     return base_env(tmp_path, **settings, **extra)
 
 
-def kind_of(result: Any) -> str:
-    assert result.is_error, text_of(result)
-    return str(result.meta["io.imagegate/error"]["kind"])
-
-
 def sent(emulator: EmulatorClient) -> list[dict[str, Any]]:
     return [r["json"] for r in emulator.requests("ark")]
-
-
-def image_file(path: Path, width: int, height: int, fmt: str = "PNG") -> str:
-    Image.new("RGB", (width, height), "teal").save(path, format=fmt)
-    return str(path)
-
-
-def data_url_of(path: str, fmt: str) -> str:
-    return f"data:image/{fmt};base64,{base64.b64encode(Path(path).read_bytes()).decode()}"
-
-
-def sidecar_of(image: dict[str, Any]) -> dict[str, Any]:
-    return dict(json.loads(Path(image["path"]).with_suffix(".json").read_text()))
-
-
-def pixels(image: dict[str, Any]) -> tuple[int, int]:
-    with Image.open(image["path"]) as saved:
-        return saved.size
 
 
 # --- text to image ----------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 async def test_seedream_4_generates_the_ratio_preset_with_usage_in_result_and_sidecar(tmp_path, emu):
-    async with stdio_client(env_for(tmp_path, emu)) as client:
+    async with serve(env_for(tmp_path, emu), stdio=True) as client:
         result = await client.call_tool(
             "generate_image", {"model": "seedream-4.0", "prompt": "a fox", "size": "16:9"}
         )
@@ -121,7 +108,7 @@ async def test_seedream_4_generates_the_ratio_preset_with_usage_in_result_and_si
 async def test_a_bare_resolution_goes_as_the_tier_and_seedream_picks_the_pixels(
     tmp_path, emu, model, resolution, wire, size
 ):
-    async with stdio_client(env_for(tmp_path, emu)) as client:
+    async with serve(env_for(tmp_path, emu)) as client:
         args = {"model": model, "prompt": "a fox", "resolution": resolution}
         result = await client.call_tool("generate_image", args)
         assert not result.is_error, text_of(result)
@@ -141,7 +128,7 @@ async def test_size_rules_hold_at_their_edges_before_anything_is_sent(tmp_path, 
         ("seedream-4.0", {"size": "1279x720"}),
         ("seedream-3.0", {"size": "2049x1024"}),
     ]
-    async with stdio_client(env_for(tmp_path, emu)) as client:
+    async with serve(env_for(tmp_path, emu)) as client:
         for model, args in accepted:
             result = await client.call_tool("generate_image", {"model": model, "prompt": "x", **args})
             assert not result.is_error, (model, args, text_of(result))
@@ -157,7 +144,7 @@ async def test_size_rules_hold_at_their_edges_before_anything_is_sent(tmp_path, 
 
 
 async def test_n_fans_out_over_single_image_calls_without_group_mode(tmp_path, emu):
-    async with stdio_client(env_for(tmp_path, emu)) as client:
+    async with serve(env_for(tmp_path, emu)) as client:
         result = await client.call_tool(
             "generate_image", {"model": "seedream-4.0", "prompt": "two foxes", "n": 2}
         )
@@ -174,12 +161,12 @@ async def test_seedream_edit_sends_every_reference_in_one_image_list(tmp_path, e
     png = image_file(tmp_path / "a.png", 96, 64)
     jpeg = image_file(tmp_path / "b.jpg", 64, 96, "JPEG")
     url = "https://example.com/cat.png"  # the route takes URLs: Ark fetches it, imagegate does not
-    async with stdio_client(env_for(tmp_path, emu)) as client:
+    async with serve(env_for(tmp_path, emu)) as client:
         args = {"model": "seedream-4.0", "prompt": "put them together", "images": [png, jpeg, url]}
         result = await client.call_tool("edit_image", args)
         assert not result.is_error, text_of(result)
     (body,) = sent(emu)
-    assert body["image"] == [data_url_of(png, "png"), data_url_of(jpeg, "jpeg"), url]
+    assert body["image"] == [data_url(png), data_url(jpeg, "image/jpeg"), url]
     assert body["size"] == "2048x2048"
     assert pixels(metadata(result)["images"][0]) == (2048, 2048)
 
@@ -194,7 +181,7 @@ async def test_seededit_follows_the_input_image_and_sends_its_knobs(tmp_path, em
         "guidance_scale": 6.5,
         "watermark": False,
     }
-    async with stdio_client(env_for(tmp_path, emu)) as client:
+    async with serve(env_for(tmp_path, emu)) as client:
         result = await client.call_tool("edit_image", args)
         assert not result.is_error, text_of(result)
     (image,) = metadata(result)["images"]
@@ -204,7 +191,7 @@ async def test_seededit_follows_the_input_image_and_sends_its_knobs(tmp_path, em
         {
             "model": "doubao-seededit-3-0-i2i-250628",
             "prompt": "make it night",
-            "image": data_url_of(source, "png"),
+            "image": data_url(source),
             "size": "adaptive",
             "seed": 42,
             "guidance_scale": 6.5,
@@ -218,7 +205,7 @@ async def test_seededit_follows_the_input_image_and_sends_its_knobs(tmp_path, em
 
 
 async def test_a_group_route_makes_n_images_in_one_call_and_downloads_their_urls(tmp_path, emu):
-    async with stdio_client(env_for(tmp_path, emu)) as client:
+    async with serve(env_for(tmp_path, emu)) as client:
         args = {"model": "seedream-4.0", "provider": "arkgroup", "prompt": "a comic in three panels", "n": 3}
         result = await client.call_tool("generate_image", args)
         assert not result.is_error, text_of(result)
@@ -234,7 +221,7 @@ async def test_a_group_route_makes_n_images_in_one_call_and_downloads_their_urls
 
 async def test_a_group_call_with_refused_images_keeps_the_rest_and_says_why(tmp_path, emu):
     emu.fault("ark", "generations", "partial", keep=1)
-    async with stdio_client(env_for(tmp_path, emu)) as client:
+    async with serve(env_for(tmp_path, emu)) as client:
         args = {"model": "seedream-4.0", "provider": "arkgroup", "prompt": "three panels", "n": 3}
         result = await client.call_tool("generate_image", args)
         assert not result.is_error, text_of(result)
@@ -310,7 +297,7 @@ FAILURES = [
 
 
 async def test_each_documented_failure_maps_to_its_error_kind_with_arks_own_message(tmp_path, emu):
-    async with stdio_client(env_for(tmp_path, emu, IMAGEGATE_MAX_RETRIES="0")) as client:
+    async with serve(env_for(tmp_path, emu, IMAGEGATE_MAX_RETRIES="0")) as client:
         for kind, params, expected, fragment in FAILURES:
             emu.fault("ark", "generations", kind, **params)
             result = await client.call_tool("generate_image", {"model": "seedream-4.0", "prompt": "x"})
@@ -322,7 +309,7 @@ async def test_each_documented_failure_maps_to_its_error_kind_with_arks_own_mess
 
 async def test_a_rate_limited_call_is_retried_and_then_served(tmp_path, emu):
     emu.fault("ark", "generations", "status", status=429, retry_after="0")
-    async with stdio_client(env_for(tmp_path, emu)) as client:
+    async with serve(env_for(tmp_path, emu)) as client:
         result = await client.call_tool("generate_image", {"model": "seedream-4.0", "prompt": "x"})
         assert not result.is_error, text_of(result)
     assert [r["status"] for r in emu.requests("ark")] == [429, 200]
@@ -446,9 +433,11 @@ def test_emulator_links_live_a_day_unless_a_test_sets_another_ttl():
 
 
 @pytest.mark.parametrize(("model", "size"), [("seedream-4.0", (400, 100)), ("seededit-3.0", (100, 400))])
-async def test_an_input_outside_the_models_aspect_span_is_refused_before_any_request(tmp_path, emu, model, size):
+async def test_an_input_outside_the_models_aspect_span_is_refused_before_any_request(
+    tmp_path, emu, model, size
+):
     path = image_file(tmp_path / "banner.png", *size)
-    async with stdio_client(env_for(tmp_path, emu)) as client:
+    async with serve(env_for(tmp_path, emu)) as client:
         result = await client.call_tool("edit_image", {"model": model, "prompt": "tidy", "images": [path]})
     assert kind_of(result) == "invalid_argument"
     assert f"is {size[0]}x{size[1]}" in text_of(result) and "width:height from 1:3 to 3:1" in text_of(result)

@@ -18,28 +18,31 @@ from typing import Any
 import httpx2
 import pytest
 from PIL import Image
-from tests.conftest import base_env, stdio_client, text_of
-from tests.e2e import metadata, sizes_of, write_image
+from tests.support import (
+    ERROR_META,
+    VirtualTime,
+    kind_of,
+    metadata,
+    provider_env,
+    serve,
+    sizes_of,
+    text_of,
+    write_image,
+)
 from tools.emulator import EmulatorClient
 
 pytestmark = pytest.mark.anyio
 
 KEY = "test-sentinel-key-atalk-9d42"
 PROVIDER = "atalk"
-ERROR_META = "io.imagegate/error"
 
 
 def env(tmp_path: Path, emulator: EmulatorClient, **extra: str) -> dict[str, str]:
-    return base_env(tmp_path, ATALK_API_KEY=KEY, ATALK_BASE_URL=emulator.base_url(PROVIDER), **extra)
+    return provider_env(tmp_path, emulator, PROVIDER, KEY, **extra)
 
 
 def bodies(emulator: EmulatorClient) -> list[dict[str, Any]]:
     return [record["json"] for record in emulator.requests(PROVIDER)]
-
-
-def kind_of(result: Any) -> str:
-    assert result.is_error, text_of(result)
-    return str(result.meta[ERROR_META]["kind"])
 
 
 def no_secret_anywhere(tmp_path: Path, *texts: str) -> None:
@@ -52,9 +55,10 @@ def no_secret_anywhere(tmp_path: Path, *texts: str) -> None:
 # ---- generation
 
 
+@pytest.mark.slow
 async def test_flux_text_to_image_sends_the_docs_basic_body_and_downloads_the_url(tmp_path, emu):
     args = {"model": "flux-2-pro", "prompt": "一只可爱的小猫", "size": "16:9", "provider": PROVIDER}
-    async with stdio_client(env(tmp_path, emu)) as client:
+    async with serve(env(tmp_path, emu), stdio=True) as client:
         result = await client.call_tool("generate_image", args)
 
     assert not result.is_error, text_of(result)
@@ -78,7 +82,7 @@ async def test_flux_pixels_go_as_width_height_with_the_flux_options(tmp_path, em
         "output_format": "png",
         "provider": PROVIDER,
     }
-    async with stdio_client(env(tmp_path, emu)) as client:
+    async with serve(env(tmp_path, emu)) as client:
         result = await client.call_tool("generate_image", args)
 
     meta = metadata(result)
@@ -98,7 +102,7 @@ async def test_flux_pixels_go_as_width_height_with_the_flux_options(tmp_path, em
 
 async def test_gemini_answers_base64_of_its_ratio_and_gets_aspect_ratio_only(tmp_path, emu):
     args = {"model": "nano-banana", "prompt": "a fox", "size": "21:9", "provider": PROVIDER}
-    async with stdio_client(env(tmp_path, emu)) as client:
+    async with serve(env(tmp_path, emu)) as client:
         result = await client.call_tool("generate_image", args)
 
     meta = metadata(result)
@@ -110,7 +114,7 @@ async def test_gemini_answers_base64_of_its_ratio_and_gets_aspect_ratio_only(tmp
 
 async def test_n_fans_out_one_image_per_call_and_usage_reaches_the_result_and_sidecars(tmp_path, emu):
     args = {"model": "flux-1.1-pro", "prompt": "usage", "size": "3:2", "n": 3, "provider": PROVIDER}
-    async with stdio_client(env(tmp_path, emu)) as client:
+    async with serve(env(tmp_path, emu)) as client:
         result = await client.call_tool("generate_image", args)
 
     meta = metadata(result)
@@ -140,7 +144,7 @@ async def test_flux_edit_sends_files_and_data_urls_as_bare_base64_and_urls_as_ur
         "size": "2:3",
         "provider": PROVIDER,
     }
-    async with stdio_client(env(tmp_path, emu)) as client:
+    async with serve(env(tmp_path, emu)) as client:
         result = await client.call_tool("edit_image", args)
 
     assert not result.is_error, text_of(result)
@@ -155,7 +159,7 @@ async def test_flux_edit_sends_files_and_data_urls_as_bare_base64_and_urls_as_ur
 async def test_eight_references_fill_every_input_image_field(tmp_path, emu):
     refs = [write_image(tmp_path / f"r{k}.png", (32 + k, 32)) for k in range(8)]
     args = {"model": "flux-2-pro", "prompt": "eight", "images": refs, "provider": PROVIDER}
-    async with stdio_client(env(tmp_path, emu)) as client:
+    async with serve(env(tmp_path, emu)) as client:
         result = await client.call_tool("edit_image", args)
 
     assert not result.is_error, text_of(result)
@@ -169,7 +173,7 @@ async def test_eight_references_fill_every_input_image_field(tmp_path, emu):
 async def test_gemini_edit_with_a_reference(tmp_path, emu):
     ref = Path(write_image(tmp_path / "ref.png", (64, 48)))
     args = {"model": "nano-banana", "prompt": "add a hat", "images": [str(ref)], "provider": PROVIDER}
-    async with stdio_client(env(tmp_path, emu)) as client:
+    async with serve(env(tmp_path, emu)) as client:
         result = await client.call_tool("edit_image", args)
 
     assert sizes_of(metadata(result)) == [(1024, 1024)]
@@ -211,7 +215,7 @@ REFUSED = [
 
 
 async def test_sizes_at_the_edges_are_served_and_past_them_refused_before_any_request(tmp_path, emu):
-    async with stdio_client(env(tmp_path, emu)) as client:
+    async with serve(env(tmp_path, emu)) as client:
         for model, size, expected in ACCEPTED:
             args = {"model": model, "prompt": "edge", "size": size, "provider": PROVIDER}
             result = await client.call_tool("generate_image", args)
@@ -229,7 +233,7 @@ async def test_sizes_at_the_edges_are_served_and_past_them_refused_before_any_re
 
 async def test_reference_counts_past_the_route_limits_are_refused(tmp_path, emu):
     refs = [write_image(tmp_path / f"r{k}.png", (64, 48)) for k in range(9)]
-    async with stdio_client(env(tmp_path, emu)) as client:
+    async with serve(env(tmp_path, emu)) as client:
         flux = await client.call_tool(
             "edit_image", {"model": "flux-2-pro", "prompt": "x", "images": refs, "provider": PROVIDER}
         )
@@ -277,7 +281,7 @@ FAULTS: list[tuple[dict[str, Any], str, str | None]] = [
 
 
 async def test_each_error_shape_maps_to_its_kind_with_the_upstream_message(tmp_path, emu):
-    async with stdio_client(env(tmp_path, emu, IMAGEGATE_MAX_RETRIES="1")) as client:
+    async with serve(env(tmp_path, emu, IMAGEGATE_MAX_RETRIES="1"), **VirtualTime().hooks) as client:
         for fault, kind, fragment in FAULTS:
             emu.reset()
             emu.fault(PROVIDER, "generate", **fault)
@@ -292,7 +296,7 @@ async def test_each_error_shape_maps_to_its_kind_with_the_upstream_message(tmp_p
 async def test_bad_base64_from_gemini_is_an_upstream_error(tmp_path, emu):
     emu.fault(PROVIDER, "generate", "bad_base64")
     args = {"model": "nano-banana", "prompt": "x", "provider": PROVIDER}
-    async with stdio_client(env(tmp_path, emu)) as client:
+    async with serve(env(tmp_path, emu)) as client:
         result = await client.call_tool("generate_image", args)
 
     assert kind_of(result) == "upstream_error" and "does not decode" in text_of(result)
@@ -300,7 +304,7 @@ async def test_bad_base64_from_gemini_is_an_upstream_error(tmp_path, emu):
 
 async def test_a_wrong_key_is_auth_failed_and_never_echoed(tmp_path, emu):
     emu.configure(PROVIDER, keys=["test-some-other-key"])
-    async with stdio_client(env(tmp_path, emu)) as client:
+    async with serve(env(tmp_path, emu)) as client:
         result = await client.call_tool(
             "generate_image", {"model": "flux-2-pro", "prompt": "x", "provider": PROVIDER}
         )
@@ -312,7 +316,7 @@ async def test_a_wrong_key_is_auth_failed_and_never_echoed(tmp_path, emu):
 
 async def test_a_slow_upstream_is_a_timeout(tmp_path, emu):
     emu.fault(PROVIDER, "generate", "slow", seconds=4)
-    async with stdio_client(env(tmp_path, emu, IMAGEGATE_TIMEOUT="1")) as client:
+    async with serve(env(tmp_path, emu, IMAGEGATE_TIMEOUT="1")) as client:
         result = await client.call_tool(
             "generate_image", {"model": "flux-2-pro", "prompt": "x", "provider": PROVIDER}
         )
@@ -323,7 +327,7 @@ async def test_a_slow_upstream_is_a_timeout(tmp_path, emu):
 async def test_a_partial_fan_out_keeps_what_arrived_and_says_what_did_not(tmp_path, emu):
     emu.fault(PROVIDER, "generate", "error_in_200", message="Request Moderated")
     args = {"model": "flux-2-pro", "prompt": "x", "n": 2, "provider": PROVIDER}
-    async with stdio_client(env(tmp_path, emu)) as client:
+    async with serve(env(tmp_path, emu)) as client:
         result = await client.call_tool("generate_image", args)
 
     assert not result.is_error, text_of(result)
@@ -428,6 +432,8 @@ def test_emulator_takes_eight_base64_or_data_url_references(http):
 async def test_a_key_echoed_in_an_error_inside_a_200_body_is_scrubbed(tmp_path, emu):
     # Errors raised from a 200 body never pass the HTTP client's scrubbing; the generator scrubs them.
     emu.fault(PROVIDER, "*", "error_in_200", status=401, message=f"API key {KEY} is invalid or expired")
-    async with stdio_client(env(tmp_path, emu)) as client:
-        result = await client.call_tool("generate_image", {"model": "flux-2-pro", "provider": PROVIDER, "prompt": "x"})
+    async with serve(env(tmp_path, emu)) as client:
+        result = await client.call_tool(
+            "generate_image", {"model": "flux-2-pro", "provider": PROVIDER, "prompt": "x"}
+        )
     assert result.is_error and KEY not in text_of(result) and "API key *** is invalid" in text_of(result)

@@ -19,20 +19,28 @@ from urllib.parse import urlsplit
 import httpx2
 import pytest
 from PIL import Image
-from tests.conftest import TEST_KEY_PREFIX, base_env, stdio_client, text_of
+from tests.support import (
+    TEST_KEY_PREFIX,
+    VirtualTime,
+    image_file,
+    kind_of,
+    meta_of,
+    provider_env,
+    serve,
+    text_of,
+)
 from tools.emulator import EmulatorClient
 
 pytestmark = pytest.mark.anyio
 
 KEY = f"{TEST_KEY_PREFIX}bfl"
-ERROR_META = "io.imagegate/error"
 
 
 def env_for(tmp_path: Path, emulator: EmulatorClient, **extra: str) -> dict[str, str]:
     # The emulator delivers samples from "localhost", a host other than the API's 127.0.0.1, standing in
     # for BFL's public delivery CDN; as a loopback address it is fetched only with private URLs allowed.
     extra.setdefault("IMAGEGATE_ALLOW_PRIVATE_URLS", "true")
-    return base_env(tmp_path, BFL_API_KEY=KEY, BFL_BASE_URL=emulator.base_url("bfl"), **extra)
+    return provider_env(tmp_path, emulator, "bfl", KEY, **extra)
 
 
 def control_tasks(emulator: EmulatorClient, **body: Any) -> Any:
@@ -40,33 +48,18 @@ def control_tasks(emulator: EmulatorClient, **body: Any) -> Any:
     return emulator.control("bfl", "tasks", **body)
 
 
-def meta_of(result: Any) -> dict[str, Any]:
-    """The compact JSON that ends the text block."""
-    assert not result.is_error, text_of(result)
-    return json.loads(text_of(result).rsplit("\n", 1)[-1])
-
-
-def error_of(result: Any) -> tuple[str, str]:
-    assert result.is_error, text_of(result)
-    return result.meta[ERROR_META]["kind"], text_of(result)
-
-
 def submits(emulator: EmulatorClient) -> list[dict[str, Any]]:
     return [r for r in emulator.requests("bfl") if r["endpoint"] not in ("get_result", "delivery")]
-
-
-def png_file(path: Path, width: int, height: int) -> Path:
-    Image.new("RGB", (width, height), "teal").save(path, format="PNG")
-    return path
 
 
 # ---- generation, polling and the key
 
 
+@pytest.mark.slow
 async def test_polls_the_returned_url_with_the_key_and_downloads_the_sample_without_it(tmp_path, emulator):
     emulator.reset()
     control_tasks(emulator, pending_polls=2)
-    async with stdio_client(env_for(tmp_path, emulator)) as client:
+    async with serve(env_for(tmp_path, emulator), stdio=True) as client:
         result = await client.call_tool(
             "generate_image", {"model": "flux-2-pro", "prompt": "a red fox", "size": "1024x768"}
         )
@@ -101,7 +94,7 @@ async def test_polls_the_returned_url_with_the_key_and_downloads_the_sample_with
 
 async def test_n_images_are_one_task_each_with_usage_per_task(tmp_path, emulator):
     emulator.reset()
-    async with stdio_client(env_for(tmp_path, emulator)) as client:
+    async with serve(env_for(tmp_path, emulator), **VirtualTime().hooks) as client:
         result = await client.call_tool(
             "generate_image", {"model": "flux-kontext-pro", "prompt": "a lighthouse", "n": 3, "size": "1:1"}
         )
@@ -126,7 +119,7 @@ async def test_knobs_reach_the_wire_under_bfl_names(tmp_path, emulator):
         "prompt_extend": False,
         "extra": {"steps": 20},
     }
-    async with stdio_client(env_for(tmp_path, emulator)) as client:
+    async with serve(env_for(tmp_path, emulator), **VirtualTime().hooks) as client:
         result = await client.call_tool("generate_image", args)
 
     (image,) = meta_of(result)["images"]
@@ -150,8 +143,11 @@ async def test_knobs_reach_the_wire_under_bfl_names(tmp_path, emulator):
 
 async def test_edit_sends_references_as_numbered_fields_and_follows_the_first_input(tmp_path, emulator):
     emulator.reset()
-    first, second = png_file(tmp_path / "a.png", 512, 384), png_file(tmp_path / "b.png", 256, 256)
-    async with stdio_client(env_for(tmp_path, emulator)) as client:
+    first, second = (
+        Path(image_file(tmp_path / "a.png", 512, 384)),
+        Path(image_file(tmp_path / "b.png", 256, 256)),
+    )
+    async with serve(env_for(tmp_path, emulator), **VirtualTime().hooks) as client:
         edited = await client.call_tool(
             "edit_image",
             {"model": "flux-2-pro", "prompt": "put them together", "images": [str(first), str(second)]},
@@ -213,7 +209,7 @@ async def test_sizes_at_the_edges_are_sent_in_the_routes_wire_form_or_refused_be
 ):
     emulator.reset()
     control_tasks(emulator, pending_polls=0)
-    async with stdio_client(env_for(tmp_path, emulator)) as client:
+    async with serve(env_for(tmp_path, emulator), **VirtualTime().hooks) as client:
         for model, size, fields, pixels in ACCEPTED:
             args = {"model": model, "prompt": "a kite"} | ({"size": size} if size else {})
             (image,) = meta_of(await client.call_tool("generate_image", args))["images"]
@@ -225,7 +221,7 @@ async def test_sizes_at_the_edges_are_sent_in_the_routes_wire_form_or_refused_be
             result = await client.call_tool(
                 "generate_image", {"model": model, "prompt": "a kite", "size": size}
             )
-            kind, text = error_of(result)
+            kind, text = kind_of(result), text_of(result)
             assert kind == "invalid_argument" and fragment in text, (model, size, text)
         assert len(emulator.requests("bfl")) == sent  # nothing refused reached BFL
 
@@ -265,7 +261,7 @@ FAILURES = [
 
 async def test_each_documented_failure_maps_to_its_kind_with_bfls_message(tmp_path, emulator):
     env = env_for(tmp_path, emulator, IMAGEGATE_MAX_RETRIES="1")
-    async with stdio_client(env) as client:
+    async with serve(env, **VirtualTime().hooks) as client:
         for setup, kind, fragment in FAILURES:
             emulator.reset()
             control_tasks(emulator, pending_polls=0)
@@ -277,7 +273,7 @@ async def test_each_documented_failure_maps_to_its_kind_with_bfls_message(tmp_pa
             if "keys" in setup:
                 emulator.configure("bfl", keys=setup["keys"])
             result = await client.call_tool("generate_image", {"model": "flux-2-pro", "prompt": "a red fox"})
-            got, text = error_of(result)
+            got, text = kind_of(result), text_of(result)
             assert (got, fragment in text) == (kind, True), (setup, text)
             assert KEY not in text
 
@@ -285,10 +281,10 @@ async def test_each_documented_failure_maps_to_its_kind_with_bfls_message(tmp_pa
 async def test_a_task_that_never_finishes_times_out(tmp_path, emulator):
     emulator.reset()
     control_tasks(emulator, pending_polls=1000)
-    async with stdio_client(env_for(tmp_path, emulator, IMAGEGATE_TIMEOUT="2")) as client:
+    async with serve(env_for(tmp_path, emulator, IMAGEGATE_TIMEOUT="2"), **VirtualTime().hooks) as client:
         result = await client.call_tool("generate_image", {"model": "flux-2-pro", "prompt": "a slow fox"})
 
-    kind, text = error_of(result)
+    kind, text = kind_of(result), text_of(result)
     assert kind == "timeout" and "did not finish the task within 2 s" in text
 
 
@@ -389,14 +385,18 @@ def test_the_emulator_sample_url_expires_with_the_expired_url_fault(bfl, emulato
 @pytest.mark.parametrize("model", ["flux-2-klein-4b", "flux-2-klein-9b"])
 async def test_klein_generates_on_its_own_path_and_takes_at_most_four_references(tmp_path, emulator, model):
     emulator.reset()
-    refs = [str(png_file(tmp_path / f"ref{i}.png", 256, 256)) for i in range(5)]
-    async with stdio_client(env_for(tmp_path, emulator)) as client:
-        made = await client.call_tool("generate_image", {"model": model, "prompt": "a kite", "size": "1024x768"})
-        edited = await client.call_tool("edit_image", {"model": model, "prompt": "a kite", "images": refs[:4]})
+    refs = [image_file(tmp_path / f"ref{i}.png", 256, 256) for i in range(5)]
+    async with serve(env_for(tmp_path, emulator), **VirtualTime().hooks) as client:
+        made = await client.call_tool(
+            "generate_image", {"model": model, "prompt": "a kite", "size": "1024x768"}
+        )
+        edited = await client.call_tool(
+            "edit_image", {"model": model, "prompt": "a kite", "images": refs[:4]}
+        )
         refused = await client.call_tool("edit_image", {"model": model, "prompt": "a kite", "images": refs})
     (image,) = meta_of(made)["images"]
     assert (image["width"], image["height"]) == (1024, 768)
     assert len(meta_of(edited)["images"]) == 1
-    assert error_of(refused)[0] == "invalid_argument"
+    assert kind_of(refused) == "invalid_argument"
     assert [r["endpoint"] for r in submits(emulator)] == [model, model]
     assert {f"input_image_{i}" for i in (2, 3, 4)} <= set(submits(emulator)[1]["json"])

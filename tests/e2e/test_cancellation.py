@@ -8,10 +8,9 @@ import time
 import anyio
 import pytest
 from PIL import Image
+from tests.support import base_env, serve, text_of
 
-from tests.conftest import base_env, stdio_client, text_of
-
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
 
 async def test_cancel_keeps_what_arrived_and_leaves_no_partial_files(tmp_path, emulator):
@@ -19,7 +18,7 @@ async def test_cancel_keeps_what_arrived_and_leaves_no_partial_files(tmp_path, e
     emulator.fault("openai", "generations", "slow", count=2, seconds=4)  # two of the four calls lag
     out = tmp_path / "out"
     env = base_env(tmp_path, OPENAI_API_KEY="test-key", OPENAI_BASE_URL=emulator.base_url("openai"))
-    async with stdio_client(env) as client:
+    async with serve(env, stdio=True) as client:
         began = time.monotonic()
         with anyio.move_on_after(2):
             await client.call_tool("generate_image", {"model": "dall-e-3", "prompt": "a kept fox", "n": 4})
@@ -49,7 +48,7 @@ async def test_cancel_stops_polling_an_async_task(tmp_path, emulator):
     def polls() -> int:
         return sum(1 for r in emulator.requests("dashscope") if r["method"] == "GET")
 
-    async with stdio_client(env) as client:
+    async with serve(env, stdio=True) as client:
         with anyio.move_on_after(3):
             await client.call_tool("generate_image", {"model": "wan2.2-t2i-flash", "prompt": "never done"})
             pytest.fail("a task that never finishes should still be polling")

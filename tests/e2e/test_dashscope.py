@@ -16,8 +16,7 @@ from typing import Any
 import httpx2
 import pytest
 from PIL import Image
-from tests.e2e import metadata
-from tests.conftest import base_env, stdio_client, text_of
+from tests.support import VirtualTime, image_file, kind_of, metadata, provider_env, serve, sidecar_of, text_of
 from tools.emulator import EmulatorClient
 
 pytestmark = pytest.mark.anyio
@@ -29,8 +28,7 @@ INSPECTION = "Output data may contain inappropriate content."
 
 
 def env_for(tmp_path: Path, emulator: EmulatorClient, **extra: str) -> dict[str, str]:
-    settings = {"DASHSCOPE_API_KEY": KEY, "DASHSCOPE_BASE_URL": emulator.base_url("dashscope"), **extra}
-    return base_env(tmp_path, **settings)
+    return provider_env(tmp_path, emulator, "dashscope", KEY, **extra)
 
 
 def tasks(emulator: EmulatorClient, **scenario: Any) -> dict[str, Any]:
@@ -38,30 +36,16 @@ def tasks(emulator: EmulatorClient, **scenario: Any) -> dict[str, Any]:
     return dict(emulator.control("dashscope", "tasks", **scenario))
 
 
-def kind_of(result) -> str:
-    return str(result.meta["io.imagegate/error"]["kind"])
-
-
 def sent(emulator: EmulatorClient, endpoint: str) -> list[dict[str, Any]]:
     return [r for r in emulator.requests("dashscope") if r["endpoint"] == endpoint]
-
-
-def png_file(path: Path, width: int, height: int) -> str:
-    buffer = io.BytesIO()
-    Image.new("RGB", (width, height), "teal").save(buffer, format="PNG")
-    path.write_bytes(buffer.getvalue())
-    return str(path)
-
-
-def sidecar_of(image: dict[str, Any]) -> dict[str, Any]:
-    return dict(json.loads(Path(image["path"]).with_suffix(".json").read_text()))
 
 
 # --- text to image ----------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 async def test_qwen_image_generates_at_the_asked_size_with_usage_in_result_and_sidecar(tmp_path, emu):
-    async with stdio_client(env_for(tmp_path, emu)) as client:
+    async with serve(env_for(tmp_path, emu), stdio=True) as client:
         result = await client.call_tool(
             "generate_image",
             {"model": "qwen-image-plus", "prompt": "a poster that says hello", "size": "16:9", "seed": 7},
@@ -85,7 +69,7 @@ async def test_qwen_image_generates_at_the_asked_size_with_usage_in_result_and_s
 
 
 async def test_qwen_image_fans_n_out_over_single_image_calls_and_always_sends_a_size(tmp_path, emu):
-    async with stdio_client(env_for(tmp_path, emu)) as client:
+    async with serve(env_for(tmp_path, emu), **VirtualTime().hooks) as client:
         result = await client.call_tool(
             "generate_image", {"model": "qwen-image", "prompt": "three foxes", "n": 3}
         )
@@ -97,7 +81,7 @@ async def test_qwen_image_fans_n_out_over_single_image_calls_and_always_sends_a_
 
 
 async def test_wan26_sends_n_explicitly_and_splits_at_four_per_call(tmp_path, emu):
-    async with stdio_client(env_for(tmp_path, emu)) as client:
+    async with serve(env_for(tmp_path, emu), **VirtualTime().hooks) as client:
         result = await client.call_tool(
             "generate_image", {"model": "wan2.6-t2i", "prompt": "a lighthouse", "n": 5, "size": "21:9"}
         )
@@ -109,8 +93,9 @@ async def test_wan26_sends_n_explicitly_and_splits_at_four_per_call(tmp_path, em
     assert sorted(c["json"]["parameters"]["n"] for c in sent(emu, "generation")) == [1, 4]
 
 
+@pytest.mark.slow
 async def test_wan22_runs_as_a_polled_task_and_returns_the_revised_prompt(tmp_path, emu):
-    async with stdio_client(env_for(tmp_path, emu)) as client:
+    async with serve(env_for(tmp_path, emu), stdio=True) as client:
         result = await client.call_tool(
             "generate_image",
             {
@@ -142,7 +127,7 @@ async def test_wan22_runs_as_a_polled_task_and_returns_the_revised_prompt(tmp_pa
 async def test_a_task_that_loses_some_results_keeps_the_others_and_says_so(tmp_path, emu):
     emu.fault("dashscope", "tasks", "partial", keep=1)  # the finishing poll reports one per-result failure
     tasks(emu, default_polls=1)
-    async with stdio_client(env_for(tmp_path, emu)) as client:
+    async with serve(env_for(tmp_path, emu), **VirtualTime().hooks) as client:
         result = await client.call_tool(
             "generate_image", {"model": "wan2.2-t2i-flash", "prompt": "two cats", "n": 2}
         )
@@ -180,7 +165,7 @@ SIZE_REFUSALS = [
 
 async def test_sizes_at_the_edges_are_sent_as_w_star_h_and_beyond_them_refused_before_any_call(tmp_path, emu):
     tasks(emu, default_polls=1)
-    async with stdio_client(env_for(tmp_path, emu)) as client:
+    async with serve(env_for(tmp_path, emu), **VirtualTime().hooks) as client:
         for model, size, (width, height) in SIZE_EDGES:
             result = await client.call_tool(
                 "generate_image", {"model": model, "prompt": "edge", "size": size}
@@ -204,9 +189,9 @@ async def test_sizes_at_the_edges_are_sent_as_w_star_h_and_beyond_them_refused_b
 
 
 async def test_edit_plus_sends_local_references_as_data_urls_and_follows_the_last_ones_shape(tmp_path, emu):
-    first = png_file(tmp_path / "dress.png", 600, 400)
-    last = png_file(tmp_path / "girl.png", 512, 768)
-    async with stdio_client(env_for(tmp_path, emu)) as client:
+    first = image_file(tmp_path / "dress.png", 600, 400)
+    last = image_file(tmp_path / "girl.png", 512, 768)
+    async with serve(env_for(tmp_path, emu), **VirtualTime().hooks) as client:
         result = await client.call_tool(
             "edit_image",
             {
@@ -231,7 +216,7 @@ async def test_edit_plus_sends_local_references_as_data_urls_and_follows_the_las
 
 async def test_edit_passes_a_url_reference_through_and_honours_an_explicit_size(tmp_path, emu):
     url = "https://example.com/cat.png"
-    async with stdio_client(env_for(tmp_path, emu)) as client:
+    async with serve(env_for(tmp_path, emu), **VirtualTime().hooks) as client:
         result = await client.call_tool(
             "edit_image", {"model": "qwen-image-edit", "prompt": "make it a watercolour", "images": [url]}
         )
@@ -244,7 +229,7 @@ async def test_edit_passes_a_url_reference_through_and_honours_an_explicit_size(
         )
         assert not sized.is_error, text_of(sized)
         assert (metadata(sized)["images"][0]["width"], metadata(sized)["images"][0]["height"]) == (2048, 512)
-        small = png_file(tmp_path / "small.png", 300, 300)
+        small = image_file(tmp_path / "small.png", 300, 300)
         refused = await client.call_tool(
             "edit_image", {"model": "qwen-image-edit", "prompt": "x", "images": [small]}
         )
@@ -302,7 +287,7 @@ STATUS_FAULTS = [
 
 async def test_each_error_status_maps_to_its_kind_with_the_upstreams_message(tmp_path, emu):
     tasks(emu, default_polls=1)
-    async with stdio_client(env_for(tmp_path, emu, IMAGEGATE_MAX_RETRIES="0")) as client:
+    async with serve(env_for(tmp_path, emu, IMAGEGATE_MAX_RETRIES="0"), **VirtualTime().hooks) as client:
         for endpoint, params, kind, message in STATUS_FAULTS:
             emu.fault("dashscope", endpoint, "status", **params)
             model = "qwen-image-plus" if endpoint == "generation" else "wan2.2-t2i-flash"
@@ -312,7 +297,7 @@ async def test_each_error_status_maps_to_its_kind_with_the_upstreams_message(tmp
 
 
 async def test_bad_key_content_refusals_and_failed_tasks_in_one_session(tmp_path, emu):
-    async with stdio_client(env_for(tmp_path, emu, DASHSCOPE_API_KEY="wrong-key")) as client:
+    async with serve(env_for(tmp_path, emu, DASHSCOPE_API_KEY="wrong-key"), **VirtualTime().hooks) as client:
         result = await client.call_tool("generate_image", {"model": "qwen-image", "prompt": "a fox"})
         assert kind_of(result) == "auth_failed" and "Invalid API-key provided." in text_of(result)
     tasks(emu, default_polls=1)
@@ -328,7 +313,7 @@ async def test_bad_key_content_refusals_and_failed_tasks_in_one_session(tmp_path
         ("wan2.2-t2i-flash", "upstream_error", "ended as CANCELED"),
         ("wan2.2-t2i-flash", "upstream_error", "ended as UNKNOWN"),
     ]
-    async with stdio_client(env_for(tmp_path, emu)) as client:
+    async with serve(env_for(tmp_path, emu), **VirtualTime().hooks) as client:
         for model, kind, fragment in expected:
             result = await client.call_tool("generate_image", {"model": model, "prompt": "a fox"})
             assert result.is_error and kind_of(result) == kind, (model, kind, text_of(result))
@@ -341,7 +326,7 @@ async def test_bad_key_content_refusals_and_failed_tasks_in_one_session(tmp_path
 
 async def test_a_task_that_never_finishes_times_out(tmp_path, emu):
     tasks(emu, outcome="never")
-    async with stdio_client(env_for(tmp_path, emu, IMAGEGATE_TIMEOUT="3")) as client:
+    async with serve(env_for(tmp_path, emu, IMAGEGATE_TIMEOUT="3"), **VirtualTime().hooks) as client:
         result = await client.call_tool("generate_image", {"model": "wan2.2-t2i-flash", "prompt": "forever"})
     assert result.is_error and kind_of(result) == "timeout", text_of(result)
     assert len(sent(emu, "tasks")) >= 2
@@ -351,7 +336,7 @@ async def test_the_key_never_reaches_a_result_or_a_sidecar(tmp_path, emu):
     emu.fault(
         "dashscope", "generation", "status", status=400, code="InvalidParameter", message=f"bad key {KEY}"
     )
-    async with stdio_client(env_for(tmp_path, emu, IMAGEGATE_MAX_RETRIES="0")) as client:
+    async with serve(env_for(tmp_path, emu, IMAGEGATE_MAX_RETRIES="0"), **VirtualTime().hooks) as client:
         failed = await client.call_tool("generate_image", {"model": "qwen-image", "prompt": "a fox"})
         made = await client.call_tool("generate_image", {"model": "qwen-image", "prompt": "a fox"})
     assert failed.is_error and not made.is_error
@@ -477,21 +462,32 @@ def test_emulator_task_control_is_forgotten_on_reset(http, emu):
 
 @pytest.mark.parametrize(
     ("model", "size", "endpoint", "wire_size"),
-    [("qwen-image-max", "4:3", "generation", "1472*1104"), ("wan2.5-t2i-preview", "1024x1536", "image-synthesis", "1024*1536")],
+    [
+        ("qwen-image-max", "4:3", "generation", "1472*1104"),
+        ("wan2.5-t2i-preview", "1024x1536", "image-synthesis", "1024*1536"),
+    ],
 )
-async def test_the_max_and_preview_models_run_on_their_own_endpoints(tmp_path, emu, model, size, endpoint, wire_size):
-    async with stdio_client(env_for(tmp_path, emu)) as client:
-        result = await client.call_tool("generate_image", {"model": model, "prompt": "a harbour", "size": size})
+async def test_the_max_and_preview_models_run_on_their_own_endpoints(
+    tmp_path, emu, model, size, endpoint, wire_size
+):
+    async with serve(env_for(tmp_path, emu), **VirtualTime().hooks) as client:
+        result = await client.call_tool(
+            "generate_image", {"model": model, "prompt": "a harbour", "size": size}
+        )
         assert not result.is_error, text_of(result)
     (call,) = sent(emu, endpoint)
     assert call["json"]["model"] == model and call["json"]["parameters"]["size"] == wire_size
 
 
 async def test_edit_max_takes_up_to_three_references_and_refuses_a_fourth(tmp_path, emu):
-    refs = [png_file(tmp_path / f"ref{i}.png", 512, 512) for i in range(4)]
-    async with stdio_client(env_for(tmp_path, emu)) as client:
-        made = await client.call_tool("edit_image", {"model": "qwen-image-edit-max", "prompt": "merge", "images": refs[:3]})
-        refused = await client.call_tool("edit_image", {"model": "qwen-image-edit-max", "prompt": "merge", "images": refs})
+    refs = [image_file(tmp_path / f"ref{i}.png", 512, 512) for i in range(4)]
+    async with serve(env_for(tmp_path, emu), **VirtualTime().hooks) as client:
+        made = await client.call_tool(
+            "edit_image", {"model": "qwen-image-edit-max", "prompt": "merge", "images": refs[:3]}
+        )
+        refused = await client.call_tool(
+            "edit_image", {"model": "qwen-image-edit-max", "prompt": "merge", "images": refs}
+        )
     assert not made.is_error, text_of(made)
     assert kind_of(refused) == "invalid_argument" and "images" in text_of(refused)
     assert len(sent(emu, "generation")) == 1

@@ -15,11 +15,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from tests.conftest import text_of
-from tests.e2e import emulator_env, metadata, serve
+from tests.support import emulator_env, metadata, serve, text_of
 from tools.emulator.images import render
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 SIZE = (1792, 1024)
@@ -81,7 +80,7 @@ async def test_images_that_do_not_fit_on_a_full_disk_are_all_saved_in_the_fallba
     # further image in (FITTING + 1 images need more pages) or keeps a fitted image's sidecar out.
     disk = tmpfs(FITTING * (pages(size) + 1) * PAGE)
     env, fallback = disk_env(emu, tmp_path, disk)
-    async with serve(env) as client:
+    async with serve(env, stdio=True) as client:
         result = await client.call_tool(
             "generate_image",
             {"model": "dall-e-3", "prompt": "a fox on a full disk", "n": 8, "size": "1792x1024"},
@@ -111,7 +110,7 @@ async def test_an_image_with_room_but_none_for_its_sidecar_is_reported(emu, tmp_
     free = os.statvfs(disk)
     assert free.f_bavail * free.f_frsize == pages(size) * PAGE  # room for the image, not one page more
     env, fallback = disk_env(emu, tmp_path, disk)
-    async with serve(env) as client:
+    async with serve(env, stdio=True) as client:
         result = await client.call_tool(
             "generate_image", {"model": "dall-e-3", "prompt": "a fox with no sidecar", "size": "1792x1024"}
         )

@@ -12,8 +12,7 @@ from typing import Any
 
 import pytest
 from PIL import Image
-from tests.conftest import text_of
-from tests.e2e import (
+from tests.support import (
     EMULATED,
     data_url,
     emulator_env,
@@ -22,6 +21,7 @@ from tests.e2e import (
     open_image,
     serve,
     sidecar_of,
+    text_of,
     write_image,
 )
 
@@ -107,7 +107,9 @@ def inputs(tmp_path_factory, files) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 async def client(emulator, tmp_path_factory):
-    async with serve(emulator_env(emulator, tmp_path_factory.mktemp("edit"), IMAGEGATE_ALLOW_PRIVATE_URLS="true")) as session:
+    async with serve(
+        emulator_env(emulator, tmp_path_factory.mktemp("edit"), IMAGEGATE_ALLOW_PRIVATE_URLS="true")
+    ) as session:
         yield session
 
 
@@ -131,29 +133,73 @@ def fields(record: dict[str, Any]) -> dict[str, str]:
 
 
 PNG64, JPEG64 = ("image", "PNG", 64, 64), ("image", "JPEG", 64, 64)
-# fmt: off
 EDITS = [
     # arguments (inputs by name), provider, file parts the upstream received, output size
-    pytest.param({"model": "gpt-image-1", "images": ["png64"], "size": "1536x1024"}, "openai", [PNG64], (1536, 1024),
-                 id="local-file"),
-    pytest.param({"model": "gpt-image-1", "images": ["png64", "jpg64", "wide"]}, "openai",
-                 [("image[]", "PNG", 64, 64), ("image[]", "JPEG", 64, 64), ("image[]", "PNG", 96, 64)], (1024, 1024),
-                 id="several-references"),
-    pytest.param({"model": "gpt-image-1", "images": ["png64"], "mask": "mask64"}, "openai",
-                 [PNG64, ("mask", "PNG", 64, 64)], (1024, 1024), id="mask"),
-    pytest.param({"model": "gpt-image-1", "images": ["data_png"]}, "openai", [PNG64], (1024, 1024), id="data-url"),
-    pytest.param({"model": "gpt-image-1", "images": ["http_png"]}, "openai", [PNG64], (1024, 1024),
-                 id="http-url-uploaded"),
-    pytest.param({"model": "dall-e-2", "images": ["png64"], "mask": "mask64", "size": "512x512"}, "openai",
-                 [PNG64, ("mask", "PNG", 64, 64)], (512, 512), id="dall-e-2-square-png-and-mask"),
-    pytest.param({"model": "gemini-3-pro-image-preview", "provider": "zhaotou", "images": ["jpg64"], "size": "1792x1024"},
-                 "zhaotou", [JPEG64], (1792, 1024), id="zhaotou-gemini"),
-    pytest.param({"model": "gpt-image-1", "provider": "local", "images": ["png64"]}, "local", [PNG64], (1024, 1024),
-                 id="compat-file"),
-    pytest.param({"model": "gpt-image-1", "provider": "local", "images": ["http_png"]}, "local", [PNG64], (1024, 1024),
-                 id="compat-http-url"),
+    pytest.param(
+        {"model": "gpt-image-1", "images": ["png64"], "size": "1536x1024"},
+        "openai",
+        [PNG64],
+        (1536, 1024),
+        id="local-file",
+    ),
+    pytest.param(
+        {"model": "gpt-image-1", "images": ["png64", "jpg64", "wide"]},
+        "openai",
+        [("image[]", "PNG", 64, 64), ("image[]", "JPEG", 64, 64), ("image[]", "PNG", 96, 64)],
+        (1024, 1024),
+        id="several-references",
+    ),
+    pytest.param(
+        {"model": "gpt-image-1", "images": ["png64"], "mask": "mask64"},
+        "openai",
+        [PNG64, ("mask", "PNG", 64, 64)],
+        (1024, 1024),
+        id="mask",
+    ),
+    pytest.param(
+        {"model": "gpt-image-1", "images": ["data_png"]}, "openai", [PNG64], (1024, 1024), id="data-url"
+    ),
+    pytest.param(
+        {"model": "gpt-image-1", "images": ["http_png"]},
+        "openai",
+        [PNG64],
+        (1024, 1024),
+        id="http-url-uploaded",
+    ),
+    pytest.param(
+        {"model": "dall-e-2", "images": ["png64"], "mask": "mask64", "size": "512x512"},
+        "openai",
+        [PNG64, ("mask", "PNG", 64, 64)],
+        (512, 512),
+        id="dall-e-2-square-png-and-mask",
+    ),
+    pytest.param(
+        {
+            "model": "gemini-3-pro-image-preview",
+            "provider": "zhaotou",
+            "images": ["jpg64"],
+            "size": "1792x1024",
+        },
+        "zhaotou",
+        [JPEG64],
+        (1792, 1024),
+        id="zhaotou-gemini",
+    ),
+    pytest.param(
+        {"model": "gpt-image-1", "provider": "local", "images": ["png64"]},
+        "local",
+        [PNG64],
+        (1024, 1024),
+        id="compat-file",
+    ),
+    pytest.param(
+        {"model": "gpt-image-1", "provider": "local", "images": ["http_png"]},
+        "local",
+        [PNG64],
+        (1024, 1024),
+        id="compat-http-url",
+    ),
 ]
-# fmt: on
 
 
 @pytest.mark.parametrize(("args", "provider", "expected_parts", "size"), EDITS)
@@ -192,33 +238,79 @@ async def test_an_input_url_on_another_host_is_fetched_without_the_key(client, i
     assert "authorization" not in request and not any("test-" in value for value in request.values())
 
 
-# fmt: off
 REFUSED = [
     # arguments (inputs by name), argument named, fragments of the message
-    pytest.param({"model": "gpt-image-1", "images": ["png64"], "mask": "mask32"}, "mask",
-                 ["is 32x32", "must match images[0] (64x64)"], id="mask-other-size"),
-    pytest.param({"model": "gpt-image-1", "images": ["png64"], "mask": "jpgmask64"}, "mask", ["image/jpeg", "takes png"],
-                 id="mask-not-png"),
-    pytest.param({"model": "gpt-image-1", "images": ["fake"]}, "images[0]", ["notes.png", "is not a usable image"],
-                 id="text-renamed-png"),
-    pytest.param({"model": "gpt-image-1", "images": ["png64", "folder"]}, "images[1]", ["is not a file"], id="directory"),
-    pytest.param({"model": "gpt-image-1", "images": ["missing"]}, "images[0]", ["no-such.png", "does not exist"],
-                 id="missing-path"),
-    pytest.param({"model": "gpt-image-1", "images": ["http_text"]}, "images[0]", ["notes.txt", "is not a usable image"],
-                 id="url-not-an-image"),
-    pytest.param({"model": "dall-e-2", "images": ["jpg64"]}, "images[0]", ["image/jpeg", "takes png"],
-                 id="dall-e-2-takes-png-only"),
-    pytest.param({"model": "gemini-3-pro-image-preview", "provider": "zhaotou", "images": ["png64", "jpg64"]}, "images",
-                 ["images has 2 items", "takes 1 to 1"], id="too-many-for-zhaotou"),
-    pytest.param({"model": "imagen-3", "provider": "modelmax", "images": ["png64"]}, "provider",
-                 ["imagen-3 via modelmax cannot edit"], id="modelmax-imagen"),
-    pytest.param({"model": "gpt-image-1", "provider": "modelmax", "images": ["png64"]}, "provider",
-                 ["gpt-image-1 via modelmax cannot edit images", "providers that can edit gpt-image-1: openai", "local"],
-                 id="modelmax-names-editors"),
-    pytest.param({"model": "imagen-3", "images": ["png64"]}, "model", ["imagen-3 cannot edit images", "gpt-image-1"],
-                 id="model-cannot-edit"),
+    pytest.param(
+        {"model": "gpt-image-1", "images": ["png64"], "mask": "mask32"},
+        "mask",
+        ["is 32x32", "must match images[0] (64x64)"],
+        id="mask-other-size",
+    ),
+    pytest.param(
+        {"model": "gpt-image-1", "images": ["png64"], "mask": "jpgmask64"},
+        "mask",
+        ["image/jpeg", "takes png"],
+        id="mask-not-png",
+    ),
+    pytest.param(
+        {"model": "gpt-image-1", "images": ["fake"]},
+        "images[0]",
+        ["notes.png", "is not a usable image"],
+        id="text-renamed-png",
+    ),
+    pytest.param(
+        {"model": "gpt-image-1", "images": ["png64", "folder"]},
+        "images[1]",
+        ["is not a file"],
+        id="directory",
+    ),
+    pytest.param(
+        {"model": "gpt-image-1", "images": ["missing"]},
+        "images[0]",
+        ["no-such.png", "does not exist"],
+        id="missing-path",
+    ),
+    pytest.param(
+        {"model": "gpt-image-1", "images": ["http_text"]},
+        "images[0]",
+        ["notes.txt", "is not a usable image"],
+        id="url-not-an-image",
+    ),
+    pytest.param(
+        {"model": "dall-e-2", "images": ["jpg64"]},
+        "images[0]",
+        ["image/jpeg", "takes png"],
+        id="dall-e-2-takes-png-only",
+    ),
+    pytest.param(
+        {"model": "gemini-3-pro-image-preview", "provider": "zhaotou", "images": ["png64", "jpg64"]},
+        "images",
+        ["images has 2 items", "takes 1 to 1"],
+        id="too-many-for-zhaotou",
+    ),
+    pytest.param(
+        {"model": "imagen-3", "provider": "modelmax", "images": ["png64"]},
+        "provider",
+        ["imagen-3 via modelmax cannot edit"],
+        id="modelmax-imagen",
+    ),
+    pytest.param(
+        {"model": "gpt-image-1", "provider": "modelmax", "images": ["png64"]},
+        "provider",
+        [
+            "gpt-image-1 via modelmax cannot edit images",
+            "providers that can edit gpt-image-1: openai",
+            "local",
+        ],
+        id="modelmax-names-editors",
+    ),
+    pytest.param(
+        {"model": "imagen-3", "images": ["png64"]},
+        "model",
+        ["imagen-3 cannot edit images", "gpt-image-1"],
+        id="model-cannot-edit",
+    ),
 ]
-# fmt: on
 
 
 @pytest.mark.parametrize(("args", "argument", "fragments"), REFUSED)

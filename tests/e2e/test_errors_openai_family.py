@@ -9,8 +9,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.conftest import text_of
-from tests.e2e import KEYS, emulator_env, error_of, metadata, open_image, serve, summary_lines, write_image
+from tests.support import (
+    KEYS,
+    emulator_env,
+    error_of,
+    metadata,
+    open_image,
+    serve,
+    summary_lines,
+    text_of,
+    write_image,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -48,43 +57,169 @@ def saved_images(root: Path) -> set[Path]:
     return {p for p in root.rglob("*") if p.is_file() and p.suffix in (".png", ".jpg", ".webp")}
 
 
-# fmt: off
 FAULTS = [
-    # emulator provider, fault, its parameters, requests it hits (and the emulator sees), arguments, kind, fragments
-    pytest.param("openai", "status", {"status": 401}, 1, GPT, "auth_failed",
-                 ["openai rejected the API key (HTTP 401)", "Incorrect API key provided."], id="401"),
-    pytest.param("modelmax", "status", {"status": 402}, 1, IMAGEN, "insufficient_balance",
-                 ["modelmax says the account balance is insufficient", "Insufficient balance."], id="402-modelmax"),
-    pytest.param("openai", "status", {"status": 400}, 1, GPT, "content_refused",
-                 ["openai's content policy refused", POLICY_GPT], id="400-policy-gpt-image"),
-    pytest.param("openai", "status", {"status": 400}, 1, {"model": "dall-e-3", "prompt": "x"}, "content_refused",
-                 ["content policy", POLICY_DALL_E], id="400-policy-dall-e"),
-    pytest.param("zhaotou", "status", {"status": 400}, 1, GEMINI, "content_refused",
-                 ["zhaotou's content policy refused", POLICY_DALL_E], id="400-policy-zhaotou"),
-    pytest.param("openai", "status", {"status": 429, "retry_after": "0"}, 2, GPT, "rate_limited",
-                 ["openai is rate limiting (HTTP 429)", "Rate limit reached"], id="429-persistent"),
-    pytest.param("openai", "status", {"status": 500}, 1, GPT, "upstream_error",
-                 ["openai failed (HTTP 500)", "The server had an error"], id="500-not-retried"),
-    pytest.param("modelmax", "status", {"status": 502}, 2, IMAGEN, "upstream_error",
-                 ["modelmax failed (HTTP 502)", "Bad gateway"], id="502-persistent"),
-    pytest.param("openai", "status", {"status": 504}, 2, GPT, "timeout", ["openai timed out (HTTP 504)"], id="504-persistent"),
-    pytest.param("openai", "malformed_json", {}, 1, GPT, "upstream_error", ["malformed JSON"], id="malformed-json"),
-    pytest.param("openai", "bad_base64", {}, 1, GPT, "upstream_error", ["base64 image data that does not decode"],
-                 id="bad-base64"),
-    pytest.param("openai", "truncated_base64", {}, 1, GPT, "upstream_error", ["not a usable image", "truncated"],
-                 id="truncated-image"),
-    pytest.param("openai", "expired_url", {}, 1, DALLE3_URL, "upstream_error", ["answered HTTP 404", "expired"],
-                 id="expired-url-openai"),
-    pytest.param("compat", "expired_url", {}, 1, LOCAL, "upstream_error", ["answered HTTP 404", "expired"],
-                 id="expired-url-compat"),
-    pytest.param("openai", "error_in_200", {"status": 500, "message": "the render farm is on fire"}, 1, GPT,
-                 "upstream_error", ["the render farm is on fire"], id="error-in-200"),
-    pytest.param("openai", "error_in_200", {"status": 400}, 1, GPT, "content_refused", [POLICY_GPT], id="policy-in-200"),
-    pytest.param("openai", "drop_connection", {}, 2, GPT, "upstream_error", ["could not reach openai"],
-                 id="dropped-connection"),
-    pytest.param("openai", "partial", {"keep": 0}, 1, GPT, "no_images", ["without any image"], id="no-image-in-reply"),
+    # emulator provider, fault, its parameters, requests it hits (and the emulator sees), arguments, kind,
+    # fragments
+    pytest.param(
+        "openai",
+        "status",
+        {"status": 401},
+        1,
+        GPT,
+        "auth_failed",
+        ["openai rejected the API key (HTTP 401)", "Incorrect API key provided."],
+        id="401",
+    ),
+    pytest.param(
+        "modelmax",
+        "status",
+        {"status": 402},
+        1,
+        IMAGEN,
+        "insufficient_balance",
+        ["modelmax says the account balance is insufficient", "Insufficient balance."],
+        id="402-modelmax",
+    ),
+    pytest.param(
+        "openai",
+        "status",
+        {"status": 400},
+        1,
+        GPT,
+        "content_refused",
+        ["openai's content policy refused", POLICY_GPT],
+        id="400-policy-gpt-image",
+    ),
+    pytest.param(
+        "openai",
+        "status",
+        {"status": 400},
+        1,
+        {"model": "dall-e-3", "prompt": "x"},
+        "content_refused",
+        ["content policy", POLICY_DALL_E],
+        id="400-policy-dall-e",
+    ),
+    pytest.param(
+        "zhaotou",
+        "status",
+        {"status": 400},
+        1,
+        GEMINI,
+        "content_refused",
+        ["zhaotou's content policy refused", POLICY_DALL_E],
+        id="400-policy-zhaotou",
+    ),
+    pytest.param(
+        "openai",
+        "status",
+        {"status": 429, "retry_after": "0"},
+        2,
+        GPT,
+        "rate_limited",
+        ["openai is rate limiting (HTTP 429)", "Rate limit reached"],
+        id="429-persistent",
+    ),
+    pytest.param(
+        "openai",
+        "status",
+        {"status": 500},
+        1,
+        GPT,
+        "upstream_error",
+        ["openai failed (HTTP 500)", "The server had an error"],
+        id="500-not-retried",
+    ),
+    pytest.param(
+        "modelmax",
+        "status",
+        {"status": 502},
+        2,
+        IMAGEN,
+        "upstream_error",
+        ["modelmax failed (HTTP 502)", "Bad gateway"],
+        id="502-persistent",
+    ),
+    pytest.param(
+        "openai",
+        "status",
+        {"status": 504},
+        2,
+        GPT,
+        "timeout",
+        ["openai timed out (HTTP 504)"],
+        id="504-persistent",
+    ),
+    pytest.param(
+        "openai", "malformed_json", {}, 1, GPT, "upstream_error", ["malformed JSON"], id="malformed-json"
+    ),
+    pytest.param(
+        "openai",
+        "bad_base64",
+        {},
+        1,
+        GPT,
+        "upstream_error",
+        ["base64 image data that does not decode"],
+        id="bad-base64",
+    ),
+    pytest.param(
+        "openai",
+        "truncated_base64",
+        {},
+        1,
+        GPT,
+        "upstream_error",
+        ["not a usable image", "truncated"],
+        id="truncated-image",
+    ),
+    pytest.param(
+        "openai",
+        "expired_url",
+        {},
+        1,
+        DALLE3_URL,
+        "upstream_error",
+        ["answered HTTP 404", "expired"],
+        id="expired-url-openai",
+    ),
+    pytest.param(
+        "compat",
+        "expired_url",
+        {},
+        1,
+        LOCAL,
+        "upstream_error",
+        ["answered HTTP 404", "expired"],
+        id="expired-url-compat",
+    ),
+    pytest.param(
+        "openai",
+        "error_in_200",
+        {"status": 500, "message": "the render farm is on fire"},
+        1,
+        GPT,
+        "upstream_error",
+        ["the render farm is on fire"],
+        id="error-in-200",
+    ),
+    pytest.param(
+        "openai", "error_in_200", {"status": 400}, 1, GPT, "content_refused", [POLICY_GPT], id="policy-in-200"
+    ),
+    pytest.param(
+        "openai",
+        "drop_connection",
+        {},
+        2,
+        GPT,
+        "upstream_error",
+        ["could not reach openai"],
+        id="dropped-connection",
+    ),
+    pytest.param(
+        "openai", "partial", {"keep": 0}, 1, GPT, "no_images", ["without any image"], id="no-image-in-reply"
+    ),
 ]
-# fmt: on
 
 
 @pytest.mark.parametrize(("upstream", "fault", "params", "hits", "args", "kind", "fragments"), FAULTS)
@@ -132,19 +267,35 @@ async def test_a_transient_failure_is_retried_and_the_call_succeeds(
     assert open_image(metadata(result)["images"][0]["path"]).size == (1024, 1024)
 
 
-# fmt: off
 @pytest.mark.parametrize(
     ("args", "fault", "params", "made", "reason"),
     [
-        pytest.param({"model": "dall-e-3", "prompt": "a fox", "n": 3}, "status", {"status": 500}, 2, "openai failed (HTTP 500)",
-                     id="one-call-of-three-fails"),
-        pytest.param({"model": "dall-e-3", "prompt": "a fox", "n": 2}, "bad_base64", {}, 1, "does not decode",
-                     id="one-call-returns-bad-data"),
-        pytest.param({"model": "gpt-image-1", "prompt": "a fox", "n": 3}, "partial", {"keep": 1}, 1,
-                     "the upstream returned fewer images", id="fewer-in-one-reply"),
+        pytest.param(
+            {"model": "dall-e-3", "prompt": "a fox", "n": 3},
+            "status",
+            {"status": 500},
+            2,
+            "openai failed (HTTP 500)",
+            id="one-call-of-three-fails",
+        ),
+        pytest.param(
+            {"model": "dall-e-3", "prompt": "a fox", "n": 2},
+            "bad_base64",
+            {},
+            1,
+            "does not decode",
+            id="one-call-returns-bad-data",
+        ),
+        pytest.param(
+            {"model": "gpt-image-1", "prompt": "a fox", "n": 3},
+            "partial",
+            {"keep": 1},
+            1,
+            "the upstream returned fewer images",
+            id="fewer-in-one-reply",
+        ),
     ],
 )
-# fmt: on
 async def test_a_partial_batch_keeps_what_arrived_and_says_what_did_not(
     client, emulator, args, fault, params, made, reason
 ):
@@ -192,27 +343,39 @@ ECHOES = [
     # emulator provider, a status fault whose message quotes the key, arguments that reach it
     ("openai", {"status": 401, "message": f"Incorrect API key provided: {KEY['openai']}."}, GPT),
     ("openai", {"status": 500, "message": f"failed for Authorization: Bearer {KEY['openai']}"}, GPT),
-    ("zhaotou", {"status": 429, "retry_after": "0", "message": f"{KEY['zhaotou']} is over its quota"}, GEMINI),
+    (
+        "zhaotou",
+        {"status": 429, "retry_after": "0", "message": f"{KEY['zhaotou']} is over its quota"},
+        GEMINI,
+    ),
     ("modelmax", {"status": 402, "message": f"balance of {KEY['modelmax']} is 0"}, IMAGEN),
     ("compat", {"status": 403, "message": f"key {KEY['local']} is not allowed"}, LOCAL),
 ]
 
 
+@pytest.mark.slow
 async def test_no_key_appears_in_any_result_sidecar_or_log_even_when_the_upstream_echoes_it(
     emulator, tmp_path
 ):
-    image, mask = write_image(tmp_path / "fox.png", (64, 64)), write_image(tmp_path / "mask.png", (64, 64), "RGBA")
+    image, mask = (
+        write_image(tmp_path / "fox.png", (64, 64)),
+        write_image(tmp_path / "mask.png", (64, 64), "RGBA"),
+    )
     calls: list[tuple[str, dict[str, Any]]] = [
-        ("generate_image", GPT), ("generate_image", DALLE3_URL), ("generate_image", GEMINI),
-        ("generate_image", {**IMAGEN, "n": 2}), ("generate_image", {**LOCAL, "n": 3}),
-        ("edit_image", {**GPT, "images": [image], "mask": mask}), ("edit_image", {**LOCAL, "images": [image]}),
+        ("generate_image", GPT),
+        ("generate_image", DALLE3_URL),
+        ("generate_image", GEMINI),
+        ("generate_image", {**IMAGEN, "n": 2}),
+        ("generate_image", {**LOCAL, "n": 3}),
+        ("edit_image", {**GPT, "images": [image], "mask": mask}),
+        ("edit_image", {**LOCAL, "images": [image]}),
         ("generate_image", {**GPT, "size": "9x9"}),
-    ]  # fmt: skip
+    ]
     env = emulator_env(emulator, tmp_path, IMAGEGATE_MAX_RETRIES="1", IMAGEGATE_STRUCTURED_OUTPUT="true")
     stderr_path = tmp_path / "stderr.txt"
     results = []
     with stderr_path.open("w") as errlog:
-        async with serve(env, errlog=errlog) as session:
+        async with serve(env, errlog=errlog, stdio=True) as session:
             for tool, args in calls:
                 results.append(await session.call_tool(tool, args))
             for upstream, params, args in ECHOES:

@@ -9,10 +9,9 @@ from __future__ import annotations
 import time
 
 import pytest
-from tests.conftest import base_env, stdio_client, text_of
+from tests.support import base_env, error_kind, serve, text_of
 
-pytestmark = pytest.mark.anyio
-ERROR_META = "io.imagegate/error"
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 CALLS = {  # one valid text-to-image call per provider (and both DashScope modes)
     "openai": {"model": "gpt-image-1"},
     "zhaotou": {"model": "gemini-3-pro-image-preview"},
@@ -42,10 +41,6 @@ FAULTS = [
 ]
 
 
-def kind_of(result) -> str | None:
-    return ((result.meta or {}).get(ERROR_META) or {}).get("kind")
-
-
 @pytest.mark.parametrize("case", list(CALLS))
 async def test_every_protocol_survives_the_same_faults(tmp_path, emulator, case):
     provider = case.split("-")[0]
@@ -53,22 +48,28 @@ async def test_every_protocol_survives_the_same_faults(tmp_path, emulator, case)
         tmp_path,
         IMAGEGATE_MAX_RETRIES="1",
         IMAGEGATE_TIMEOUT="3",
-        IMAGEGATE_ALLOW_PRIVATE_URLS="true",  # BFL's emulated delivery host, "localhost", is another loopback host
-        **{f"{provider.upper()}_API_KEY": "test-matrix-key", f"{provider.upper()}_BASE_URL": emulator.base_url(provider)},
+        # BFL's emulated delivery host, "localhost", is another loopback host
+        IMAGEGATE_ALLOW_PRIVATE_URLS="true",
+        **{
+            f"{provider.upper()}_API_KEY": "test-matrix-key",
+            f"{provider.upper()}_BASE_URL": emulator.base_url(provider),
+        },
     )
     args = {**CALLS[case], "provider": provider, "prompt": "a lighthouse at dusk"}
     failures = []
-    async with stdio_client(env) as client:
+    async with serve(env, stdio=True) as client:
         for name, fault, count, expected in FAULTS:
             emulator.reset()
             emulator.fault(provider, "*", count=count, **fault)
             started = time.monotonic()
             result = await client.call_tool("generate_image", args)
             took = time.monotonic() - started
-            got = kind_of(result) if result.is_error else None
+            got = error_kind(result) if result.is_error else None
             matched = got is not None if expected == ANY_ERROR else got == expected
             if not matched or took > 15:
-                failures.append(f"{name}: expected {expected}, got {got} in {took:.1f} s: {text_of(result)[:200]}")
+                failures.append(
+                    f"{name}: expected {expected}, got {got} in {took:.1f} s: {text_of(result)[:200]}"
+                )
             elif expected and provider not in text_of(result):
                 failures.append(f"{name}: the error does not name {provider}: {text_of(result)[:200]}")
         emulator.reset()

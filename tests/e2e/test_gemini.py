@@ -17,8 +17,17 @@ from typing import Any
 import httpx2
 import pytest
 from PIL import Image
-from tests.conftest import base_env, text_of
-from tests.e2e import error_of, metadata, open_image, serve, sidecar_of, write_image
+from tests.support import (
+    base_env,
+    error_of,
+    metadata,
+    open_image,
+    provider_env,
+    serve,
+    sidecar_of,
+    text_of,
+    write_image,
+)
 from tools.emulator import ControlError, EmulatorClient
 
 pytestmark = pytest.mark.anyio
@@ -28,8 +37,7 @@ GENERATE = "generateContent"
 
 
 def env_for(tmp_path: Path, emulator: EmulatorClient, **extra: str) -> dict[str, str]:
-    settings = {"GEMINI_API_KEY": KEY, "GEMINI_BASE_URL": emulator.base_url("gemini"), **extra}
-    return base_env(tmp_path, **settings)
+    return provider_env(tmp_path, emulator, "gemini", KEY, **extra)
 
 
 def outcome(emulator: EmulatorClient, **scenario: Any) -> dict[str, Any]:
@@ -298,11 +306,12 @@ async def test_a_slow_upstream_is_a_timeout(tmp_path, emu):
     assert error_of(result)["kind"] == "timeout"
 
 
+@pytest.mark.slow
 async def test_a_wrong_key_is_auth_failed_and_the_key_is_nowhere(tmp_path, emu):
     emu.configure("gemini", keys=["test-the-right-one"])
     log = tmp_path / "stderr.log"
     with log.open("w") as errlog:
-        async with serve(env_for(tmp_path, emu), errlog) as client:
+        async with serve(env_for(tmp_path, emu), errlog, stdio=True) as client:
             wrong = await client.call_tool("generate_image", {"model": "nano-banana", "prompt": "a fox"})
             emu.configure("gemini", keys=[KEY])
             right = await client.call_tool("generate_image", {"model": "nano-banana", "prompt": "a fox"})

@@ -12,8 +12,7 @@ from typing import Any
 
 import jsonschema
 import pytest
-from tests.conftest import text_of
-from tests.e2e import (
+from tests.support import (
     EMULATED,
     blocks,
     decoded_previews,
@@ -23,6 +22,7 @@ from tests.e2e import (
     open_image,
     serve,
     sidecar_of,
+    text_of,
 )
 
 pytestmark = pytest.mark.anyio
@@ -53,27 +53,81 @@ async def generate(client, **args: Any):
     return result
 
 
-# fmt: off
 GENERATIONS = [
     # arguments, provider, pixel size, images per upstream call, response_format sent, URL reply
-    pytest.param({"model": "gpt-image-1", "size": "1536x1024", "n": 2}, "openai", (1536, 1024), [2], None, False,
-                 id="openai-gpt-image-1-b64"),
-    pytest.param({"model": "gpt-image-1", "size": "2:3"}, "openai", (1024, 1536), [1], None, False,
-                 id="openai-gpt-image-1-ratio"),
-    pytest.param({"model": "dall-e-3", "size": "1792x1024", "n": 3}, "openai", (1792, 1024), [1, 1, 1], "b64_json", False,
-                 id="openai-dall-e-3-fans-out"),
-    pytest.param({"model": "dall-e-2", "size": "256x256", "n": 4}, "openai", (256, 256), [4], "b64_json", False,
-                 id="openai-dall-e-2-one-call"),
-    pytest.param({"model": "dall-e-3", "size": "1024x1792", "extra": {"response_format": "url"}}, "openai", (1024, 1792),
-                 [1], "url", True, id="openai-dall-e-3-url"),
-    pytest.param({"model": "gemini-3-pro-image-preview", "provider": "zhaotou", "size": "1024x1792", "n": 2}, "zhaotou",
-                 (1024, 1792), [2], "b64_json", False, id="zhaotou-gemini-3-pro"),
-    pytest.param({"model": "imagen-3", "n": 3}, "modelmax", (1024, 1024), [1, 1, 1], "b64_json", False,
-                 id="modelmax-imagen-3-fans-out"),
-    pytest.param({"model": "gpt-image-1", "provider": "local", "size": "1536x1024", "n": 5}, "local", (1536, 1024),
-                 [2, 2, 1], None, True, id="compat-url-n-above-per-call"),
+    pytest.param(
+        {"model": "gpt-image-1", "size": "1536x1024", "n": 2},
+        "openai",
+        (1536, 1024),
+        [2],
+        None,
+        False,
+        id="openai-gpt-image-1-b64",
+    ),
+    pytest.param(
+        {"model": "gpt-image-1", "size": "2:3"},
+        "openai",
+        (1024, 1536),
+        [1],
+        None,
+        False,
+        id="openai-gpt-image-1-ratio",
+    ),
+    pytest.param(
+        {"model": "dall-e-3", "size": "1792x1024", "n": 3},
+        "openai",
+        (1792, 1024),
+        [1, 1, 1],
+        "b64_json",
+        False,
+        id="openai-dall-e-3-fans-out",
+    ),
+    pytest.param(
+        {"model": "dall-e-2", "size": "256x256", "n": 4},
+        "openai",
+        (256, 256),
+        [4],
+        "b64_json",
+        False,
+        id="openai-dall-e-2-one-call",
+    ),
+    pytest.param(
+        {"model": "dall-e-3", "size": "1024x1792", "extra": {"response_format": "url"}},
+        "openai",
+        (1024, 1792),
+        [1],
+        "url",
+        True,
+        id="openai-dall-e-3-url",
+    ),
+    pytest.param(
+        {"model": "gemini-3-pro-image-preview", "provider": "zhaotou", "size": "1024x1792", "n": 2},
+        "zhaotou",
+        (1024, 1792),
+        [2],
+        "b64_json",
+        False,
+        id="zhaotou-gemini-3-pro",
+    ),
+    pytest.param(
+        {"model": "imagen-3", "n": 3},
+        "modelmax",
+        (1024, 1024),
+        [1, 1, 1],
+        "b64_json",
+        False,
+        id="modelmax-imagen-3-fans-out",
+    ),
+    pytest.param(
+        {"model": "gpt-image-1", "provider": "local", "size": "1536x1024", "n": 5},
+        "local",
+        (1536, 1024),
+        [2, 2, 1],
+        None,
+        True,
+        id="compat-url-n-above-per-call",
+    ),
 ]
-# fmt: on
 
 
 @pytest.mark.parametrize(
@@ -150,21 +204,44 @@ GPT_KNOBS = {
     "output_compression": 80,
     "moderation": "low",
 }
-# fmt: off
 KNOBS_SENT = [
     # arguments (all sent as they are, `extra` merged in), emulator provider, also sent, never sent
-    pytest.param({"model": "gpt-image-1", **GPT_KNOBS}, "openai", {}, {"response_format", "style", "seed"},
-                 id="gpt-image-knobs-no-response-format"),
-    pytest.param({"model": "dall-e-3", "quality": "hd", "style": "natural"}, "openai",
-                 {"response_format": "b64_json", "n": 1}, {"background", "output_format", "moderation"}, id="dall-e-3"),
-    pytest.param({"model": "gemini-3-pro-image-preview", "provider": "zhaotou", "quality": "hd", "style": "vivid"},
-                 "zhaotou", {"response_format": "b64_json"}, {"seed", "provider"}, id="zhaotou"),
-    pytest.param({"model": "imagen-3", "quality": "standard", "style": "natural"}, "modelmax",
-                 {"size": "1024x1024"}, {"output_format"}, id="modelmax"),
-    pytest.param({"model": "gpt-image-1", "provider": "local", "extra": {"user": "tester-7"}}, "compat",
-                 {"prompt": PROMPT}, {"response_format", "extra", "provider"}, id="compat-extra-passed-as-is"),
+    pytest.param(
+        {"model": "gpt-image-1", **GPT_KNOBS},
+        "openai",
+        {},
+        {"response_format", "style", "seed"},
+        id="gpt-image-knobs-no-response-format",
+    ),
+    pytest.param(
+        {"model": "dall-e-3", "quality": "hd", "style": "natural"},
+        "openai",
+        {"response_format": "b64_json", "n": 1},
+        {"background", "output_format", "moderation"},
+        id="dall-e-3",
+    ),
+    pytest.param(
+        {"model": "gemini-3-pro-image-preview", "provider": "zhaotou", "quality": "hd", "style": "vivid"},
+        "zhaotou",
+        {"response_format": "b64_json"},
+        {"seed", "provider"},
+        id="zhaotou",
+    ),
+    pytest.param(
+        {"model": "imagen-3", "quality": "standard", "style": "natural"},
+        "modelmax",
+        {"size": "1024x1024"},
+        {"output_format"},
+        id="modelmax",
+    ),
+    pytest.param(
+        {"model": "gpt-image-1", "provider": "local", "extra": {"user": "tester-7"}},
+        "compat",
+        {"prompt": PROMPT},
+        {"response_format", "extra", "provider"},
+        id="compat-extra-passed-as-is",
+    ),
 ]
-# fmt: on
 
 
 @pytest.mark.parametrize(("args", "upstream", "also_sent", "absent"), KNOBS_SENT)
@@ -206,17 +283,20 @@ async def session_with(client, emulator, tmp_path: Path, env: dict[str, str]) ->
         yield session
 
 
-# fmt: off
 @pytest.mark.parametrize(
     ("env", "max_edge", "max_bytes"),
     [
         pytest.param({}, 768, 65536, id="defaults"),
-        # 4096 is the smallest per-preview cap the settings accept: previews shrink to fit, none are lost to it
-        pytest.param({"IMAGEGATE_PREVIEW_MAX_EDGE": "256", "IMAGEGATE_PREVIEW_MAX_BYTES": "4096"}, 256, 4096,
-                     id="edge-256-smallest-byte-cap"),
+        # 4096 is the smallest per-preview cap the settings accept: previews shrink to fit, none are lost
+        # to it
+        pytest.param(
+            {"IMAGEGATE_PREVIEW_MAX_EDGE": "256", "IMAGEGATE_PREVIEW_MAX_BYTES": "4096"},
+            256,
+            4096,
+            id="edge-256-smallest-byte-cap",
+        ),
     ],
 )
-# fmt: on
 async def test_ten_previews_respect_the_edge_byte_and_total_caps_and_none_vanishes_silently(
     client, emulator, tmp_path, env, max_edge, max_bytes
 ):
@@ -268,7 +348,12 @@ async def test_resource_links_and_structured_content_follow_their_switches(
     if links:
         # Links name MCP resources (readable by clients that cannot open paths); the path stays in the text.
         assert [(b.uri, b.name, b.mime_type, b.size) for b in found] == [
-            (f"imagegate://images/{Path(i['path']).parent.name}/{Path(i['path']).name}", Path(i["path"]).name, i["mime_type"], i["bytes"])
+            (
+                f"imagegate://images/{Path(i['path']).parent.name}/{Path(i['path']).name}",
+                Path(i["path"]).name,
+                i["mime_type"],
+                i["bytes"],
+            )
             for i in meta["images"]
         ]
     else:

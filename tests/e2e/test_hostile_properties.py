@@ -31,9 +31,8 @@ from anyio.from_thread import BlockingPortal, start_blocking_portal
 from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 from mcp import Client
-from tests.conftest import text_of
-from tests.e2e import ERROR_META, serve
-from tests.e2e.hostile import (
+from tests.support import error_kind, image_bytes, serve, text_of
+from tests.support.hostile import (
     CALLS,
     alive,
     call_args,
@@ -43,7 +42,6 @@ from tests.e2e.hostile import (
     leaks,
     metadata_of,
     peak_rss_mb,
-    png_bytes,
     server_pid,
 )
 from tools.emulator import EmulatorClient
@@ -63,6 +61,8 @@ from tools.hostile import (
 )
 from tools.hostile.faults import AUTO, ExtraItems
 from tools.hostile.paths import IMAGE_MAGIC, paths, value_at
+
+pytestmark = pytest.mark.slow
 
 LONG_RUN = int(os.environ.get("IMAGEGATE_HOSTILE_EXAMPLES", "0"))
 EXAMPLES = LONG_RUN or 4
@@ -202,7 +202,7 @@ def cases(draw: st.DrawFn, steps: list[Step]) -> Case:
         kind = draw(st.sampled_from(["not_image", "invalid", "truncated", "empty", "wrong_mime"]))
         if kind == "wrong_mime":
             jpeg = step.document is None and step.body.startswith(b"\xff\xd8")
-            data = png_bytes((64, 64), fmt="PNG" if jpeg else "JPEG")
+            data = image_bytes((64, 64), "teal", fmt="PNG" if jpeg else "JPEG")
             return Case(step.pattern, ReplaceImage("data", data=data), N)  # a real image, mislabelled: kept
         invalid = "not_image" if kind == "invalid" and step.document is None else kind
         return Case(step.pattern, ReplaceImage(invalid), N - 1)
@@ -227,7 +227,7 @@ def check_answer(case: Case, result: Any, took: float, tmp: Path) -> None:
         f"{case}: {len(text)} characters of text"
     )
     if result.is_error:
-        kind = ((result.meta or {}).get(ERROR_META) or {}).get("kind")
+        kind = error_kind(result)
         assert kind not in REFUSED_KINDS, f"{case}: kind {kind}: {text[:300]}"
         assert case.saved is None, f"{case}: {case.saved} usable images were sent: {text[:300]}"
     meta = metadata_of(result)
@@ -271,7 +271,10 @@ def run_examples(
 def test_every_protocol_survives_whatever_its_upstream_sends_over_stdio(portal, hostile, tmp_path, protocol):
     env = hostile_env(hostile, tmp_path, IMAGEGATE_TIMEOUT=str(TIMEOUT), **EXTRA_ENV.get(protocol, {}))
     errlog = tmp_path / "stderr.log"
-    with errlog.open("w") as errors, portal.wrap_async_context_manager(serve(env, errors)) as client:
+    with (
+        errlog.open("w") as errors,
+        portal.wrap_async_context_manager(serve(env, errors, stdio=True)) as client,
+    ):
         portal.call(client.list_tools)
         run_examples(portal, hostile, client, protocol, tmp_path, server_pid(env))
     assert not leaks(None, tmp_path, errlog.read_text())

@@ -15,9 +15,8 @@ from typing import Any
 import anyio
 import pytest
 from mcp import Client
-from tests.conftest import text_of
-from tests.e2e import ERROR_META, serve
-from tests.e2e.hostile import (
+from tests.support import error_kind, image_bytes, serve, text_of
+from tests.support.hostile import (
     PAYLOAD_TOKEN,
     alive,
     call_args,
@@ -28,7 +27,6 @@ from tests.e2e.hostile import (
     metadata_of,
     noise_png,
     peak_rss_mb,
-    png_bytes,
     result_dump,
     rss_guard,
     server_pid,
@@ -57,7 +55,7 @@ from tools.hostile import (
     start_trap,
 )
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 TIMEOUT = 3.0  # IMAGEGATE_TIMEOUT in these tests
 SLACK = 4.0  # start-up of a call, one retry-free error path, a loaded 2-core CI machine
 PEAK_MB = 600
@@ -111,13 +109,9 @@ async def timed(client: Client, tool: str, args: dict[str, Any], limit: float) -
     return result, time.monotonic() - started
 
 
-def kind_of(result: Any) -> str | None:
-    return ((result.meta or {}).get(ERROR_META) or {}).get("kind")
-
-
 def assert_upstream_error(result: Any, provider: str, kinds: tuple[str, ...] = ("upstream_error",)) -> None:
     assert result.is_error, f"expected an error, got: {text_of(result)[:300]}"
-    assert kind_of(result) in kinds, f"kind {kind_of(result)}: {text_of(result)[:300]}"
+    assert error_kind(result) in kinds, f"kind {error_kind(result)}: {text_of(result)[:300]}"
     assert provider in text_of(result), f"the error does not name {provider}: {text_of(result)[:300]}"
 
 
@@ -142,7 +136,7 @@ async def test_1_a_deeply_nested_reply_is_an_upstream_error_and_the_stdio_server
     hostile, tmp_path, provider, fault
 ):
     arm(hostile, fault, provider)
-    async with serve(hostile_env(hostile, tmp_path)) as client:
+    async with serve(hostile_env(hostile, tmp_path), stdio=True) as client:
         result, took = await timed(client, "generate_image", normal(provider), TIMEOUT + SLACK)
         assert hostile.fired == ["DeepNesting"]
         assert_upstream_error(result, provider)
@@ -186,7 +180,7 @@ CUTS = [
 @pytest.mark.parametrize("fault", CUTS)
 async def test_2_a_reply_cut_inside_its_base64_answers_in_time_and_holds_nothing(hostile, tmp_path, fault):
     arm(hostile, fault, "openai", count=2)
-    async with serve(hostile_env(hostile, tmp_path)) as client:
+    async with serve(hostile_env(hostile, tmp_path), stdio=True) as client:
         for _ in range(2):
             result, took = await timed(client, "generate_image", normal(), TIMEOUT + SLACK)
             assert_upstream_error(result, "openai", ("upstream_error", "timeout"))
@@ -220,7 +214,7 @@ async def test_3_each_usable_image_is_saved_whatever_happens_to_its_siblings(
     hostile, tmp_path, fault, n, good
 ):
     arm(hostile, fault, "openai")
-    async with serve(hostile_env(hostile, tmp_path)) as client:
+    async with serve(hostile_env(hostile, tmp_path), stdio=True) as client:
         result, _ = await timed(client, "generate_image", normal(n=n), TIMEOUT + SLACK)
     assert len(hostile.fired) == 1
     assert not result.is_error, f"{good} good images were sent: {text_of(result)[:400]}"
@@ -263,7 +257,7 @@ async def test_6_a_key_echoed_in_a_reply_reaches_no_result_sidecar_or_log(
     arm(hostile, fault, provider)
     errlog = tmp_path / "stderr.log"
     with errlog.open("w") as errors:
-        async with serve(hostile_env(hostile, tmp_path), errors) as client:
+        async with serve(hostile_env(hostile, tmp_path), errors, stdio=True) as client:
             result, _ = await timed(client, "generate_image", normal(provider), TIMEOUT + SLACK)
     assert len(hostile.fired) == 1 and result.is_error is is_error, text_of(result)[:300]
     assert not leaks(result, tmp_path, errlog.read_text())
@@ -282,7 +276,7 @@ BOMBS = [
 async def test_7_a_body_bomb_ends_in_an_error_with_memory_bounded(hostile, tmp_path, fault):
     arm(hostile, fault, "openai")
     env = hostile_env(hostile, tmp_path, IMAGEGATE_TIMEOUT="10")  # the cap must act, not the deadline
-    async with serve(env) as client:
+    async with serve(env, stdio=True) as client:
         await client.list_tools()
         pid = server_pid(env)
         with rss_guard(pid) as killed:
@@ -308,7 +302,7 @@ async def test_8_a_dripping_reply_ends_within_the_timeout_whatever_the_rate(
     hostile, tmp_path, provider, path
 ):
     hostile.arm(Drip(rate=20, chunk=2, seconds=120), path=path)  # a byte every 50 ms: no read ever idles
-    async with serve(hostile_env(hostile, tmp_path)) as client:
+    async with serve(hostile_env(hostile, tmp_path), stdio=True) as client:
         result, took = await timed(client, "generate_image", normal(provider), TIMEOUT + SLACK + 30)
         assert hostile.fired == ["Drip"]
         assert took < TIMEOUT + SLACK, f"answered after {took:.1f} s with IMAGEGATE_TIMEOUT={TIMEOUT:.0f}"
@@ -320,13 +314,13 @@ async def test_8_a_dripping_reply_ends_within_the_timeout_whatever_the_rate(
 
 
 def _ten_thousand_images(request: Request, reply: Reply) -> Reply:
-    item = {"b64_json": base64.b64encode(png_bytes()).decode()}
+    item = {"b64_json": base64.b64encode(image_bytes(colour="teal")).decode()}
     return reply.with_json({**reply.json(), "data": [item] * 10_000})
 
 
 async def test_9_a_reply_with_ten_thousand_images_for_n_1_saves_one_and_warns(hostile, tmp_path):
     arm(hostile, Mutate(_ten_thousand_images), "openai")
-    async with serve(hostile_env(hostile, tmp_path)) as client:
+    async with serve(hostile_env(hostile, tmp_path), stdio=True) as client:
         result, _ = await timed(client, "generate_image", normal(n=1), TIMEOUT + SLACK + 10)
     assert hostile.fired == ["Mutate"]
     assert not result.is_error, text_of(result)[:300]
@@ -363,7 +357,7 @@ async def test_10_result_urls_to_internal_addresses_are_refused_and_never_fetche
         "hex-ip": f"http://0x7f000002:{port}/hex.png",
         "ipv4-mapped-ipv6": f"http://[::ffff:127.0.0.2]:{port}/mapped.png",
     }
-    async with serve(hostile_env(hostile, tmp_path)) as client:
+    async with serve(hostile_env(hostile, tmp_path), stdio=True) as client:
         control, _ = await timed(client, "generate_image", normal("local"), TIMEOUT + SLACK)
         assert not control.is_error, (
             f"the provider's own (127.0.0.1) result URL must work: {text_of(control)[:300]}"
@@ -396,7 +390,7 @@ HUGE_ERRORS = [
 @pytest.mark.parametrize("fault", HUGE_ERRORS)
 async def test_11_a_ten_megabyte_upstream_message_gives_a_short_result(hostile, tmp_path, fault):
     arm(hostile, fault, "openai")
-    async with serve(hostile_env(hostile, tmp_path)) as client:
+    async with serve(hostile_env(hostile, tmp_path), stdio=True) as client:
         result, _ = await timed(client, "generate_image", normal(), TIMEOUT + SLACK)
         assert hostile.fired == ["Raw"] and result.is_error
         assert "openai" in text_of(result)
@@ -409,7 +403,7 @@ async def test_11_a_ten_megabyte_upstream_message_gives_a_short_result(hostile, 
 
 async def test_13_a_huge_base64_like_revised_prompt_never_surfaces_the_payload_token(hostile, tmp_path):
     arm(hostile, HugeString("data.0.revised_prompt", size=200_000, char="A"), "openai")
-    async with serve(hostile_env(hostile, tmp_path)) as client:
+    async with serve(hostile_env(hostile, tmp_path), stdio=True) as client:
         result, _ = await timed(client, "generate_image", normal(), TIMEOUT + SLACK)
     assert hostile.fired == ["HugeString"]
     assert not result.is_error, text_of(result)[:300]
@@ -419,7 +413,7 @@ async def test_13_a_huge_base64_like_revised_prompt_never_surfaces_the_payload_t
 
 
 async def test_13_get_image_job_with_a_hundred_thousand_character_id_answers_briefly(hostile, tmp_path):
-    async with serve(hostile_env(hostile, tmp_path, IMAGEGATE_WAIT_BUDGET="5")) as client:
+    async with serve(hostile_env(hostile, tmp_path, IMAGEGATE_WAIT_BUDGET="5"), stdio=True) as client:
         result, _ = await timed(client, "get_image_job", {"job": "j" * 100_000}, 10)
     assert result.is_error and len(text_of(result)) < 1_000, f"{len(text_of(result))} characters"
     assert "j" * 200 not in result_dump(result)

@@ -6,14 +6,13 @@ from __future__ import annotations
 import time
 
 import pytest
+from tests.support import provider_env, serve, text_of
 
-from tests.conftest import base_env, stdio_client, text_of
-
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
 
 def env(tmp_path, emulator, **extra: str) -> dict[str, str]:
-    return base_env(tmp_path, OPENAI_API_KEY="test-key", OPENAI_BASE_URL=emulator.base_url("openai"), **extra)
+    return provider_env(tmp_path, emulator, "openai", "test-key", **extra)
 
 
 def job_id(text: str) -> str:
@@ -24,9 +23,11 @@ async def test_a_call_past_its_budget_hands_back_a_job_that_finishes_and_is_coll
     emulator.reset()
     emulator.configure("openai", latency=2.5)
     try:
-        async with stdio_client(env(tmp_path, emulator, IMAGEGATE_WAIT_BUDGET="0.5")) as client:
+        async with serve(env(tmp_path, emulator, IMAGEGATE_WAIT_BUDGET="0.5")) as client:
             started = time.monotonic()
-            first = await client.call_tool("generate_image", {"model": "gpt-image-1", "prompt": "slow lighthouse", "n": 2})
+            first = await client.call_tool(
+                "generate_image", {"model": "gpt-image-1", "prompt": "slow lighthouse", "n": 2}
+            )
             answered = time.monotonic() - started
             job = job_id(text_of(first))
             early = await client.call_tool("get_image_job", {"job": job, "wait": 0})
@@ -47,12 +48,12 @@ async def test_a_call_past_its_budget_hands_back_a_job_that_finishes_and_is_coll
 
 async def test_without_a_budget_the_call_simply_waits(tmp_path, emulator):
     emulator.reset()
-    async with stdio_client(env(tmp_path, emulator)) as client:  # the SDK's client is not a 60 s host
+    async with serve(env(tmp_path, emulator)) as client:  # the SDK's client is not a 60 s host
         result = await client.call_tool("generate_image", {"model": "gpt-image-1", "prompt": "quick"})
     assert not result.is_error and "1 image from gpt-image-1" in text_of(result)
 
 
 async def test_an_invalid_call_is_refused_at_once_not_turned_into_a_job(tmp_path, emulator):
-    async with stdio_client(env(tmp_path, emulator, IMAGEGATE_WAIT_BUDGET="0.5")) as client:
+    async with serve(env(tmp_path, emulator, IMAGEGATE_WAIT_BUDGET="0.5")) as client:
         result = await client.call_tool("generate_image", {"model": "gpt-image-1", "prompt": "x", "n": 99})
     assert result.is_error and "n 99 is out of range" in text_of(result)

@@ -17,11 +17,11 @@ from typing import Any
 import anyio
 import pytest
 from mcp import Client, StdioServerParameters
-from tests.conftest import base_env, text_of
-from tests.e2e import metadata, open_image, sidecar_of
+from tests.support import base_env, metadata, open_image, sidecar_of, text_of
+from tests.support.server import require_slow
 from tools.emulator import start_thread
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
 CALLS = 50
 LATENCY = 0.3
@@ -29,7 +29,8 @@ SIZE = "1024x1024"
 MAX_WALL_SECONDS = CALLS * LATENCY / 2
 """Half the serial 15 s; the server runs at most 4 upstream calls at once, so it takes ~13 x 0.3 s."""
 MAX_GROWTH_MB = 150
-"""Peak RSS above idle (about 45 MB measured): holding all 50 decoded 1024x1024 images (150 MB) would break it."""
+"""Peak RSS above idle (about 45 MB measured): holding all 50 decoded 1024x1024 images (150 MB)
+would break it."""
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +59,11 @@ def server_env(emulator, tmp: Path, **extra: str) -> dict[str, str]:
 @asynccontextmanager
 async def server(env: dict[str, str], pidfile: Path) -> AsyncIterator[Client]:
     """The real server over stdio, started through a wrapper that writes its pid (as tools/bench.py does)."""
-    code = f"import os, sys\nopen({str(pidfile)!r}, 'w').write(str(os.getpid()))\nfrom imagegate.cli import main\nsys.exit(main())\n"
+    require_slow("the server as a subprocess")
+    code = (
+        f"import os, sys\nopen({str(pidfile)!r}, 'w').write(str(os.getpid()))\n"
+        "from imagegate.cli import main\nsys.exit(main())\n"
+    )
     params = StdioServerParameters(command=sys.executable, args=["-c", code], env=env)
     async with Client(params, mode="legacy", read_timeout_seconds=120) as client:  # type: ignore[arg-type]
         yield client
@@ -83,7 +88,9 @@ async def test_fifty_concurrent_calls_on_one_session_are_all_answered_and_saved(
         idle = memory_mb(pid, "VmRSS")
 
         async def call(k: int) -> None:
-            results[k] = await client.call_tool("generate_image", {"model": "gpt-image-1", "prompt": "load test", "size": SIZE})
+            results[k] = await client.call_tool(
+                "generate_image", {"model": "gpt-image-1", "prompt": "load test", "size": SIZE}
+            )
 
         start = time.monotonic()
         async with anyio.create_task_group() as group:
@@ -113,10 +120,14 @@ async def test_an_output_folder_that_cannot_be_created_falls_back_to_the_temp_di
     blocker.write_text("a regular file: nothing can be created under it, not even by root")
     system_temp = tmp_path / "system-temp"
     system_temp.mkdir()
-    env = server_env(emulator, tmp_path, IMAGEGATE_OUTPUT_DIR=str(blocker / "images"), TMPDIR=str(system_temp))
+    env = server_env(
+        emulator, tmp_path, IMAGEGATE_OUTPUT_DIR=str(blocker / "images"), TMPDIR=str(system_temp)
+    )
 
     async with server(env, tmp_path / "server.pid") as client:
-        result = await client.call_tool("generate_image", {"model": "gpt-image-1", "prompt": "fallback", "n": 2})
+        result = await client.call_tool(
+            "generate_image", {"model": "gpt-image-1", "prompt": "fallback", "n": 2}
+        )
 
     assert not result.is_error, text_of(result)
     fallback = system_temp / f"imagegate-{os.geteuid()}"  # the user's own, not a folder any user may plant

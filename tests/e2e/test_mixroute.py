@@ -16,7 +16,17 @@ from typing import Any
 import httpx2
 import pytest
 from PIL import Image
-from tests.conftest import base_env, stdio_client, text_of
+from tests.support import (
+    data_url,
+    image_file,
+    kind_of,
+    meta_of,
+    pixels,
+    provider_env,
+    serve,
+    sidecar_of,
+    text_of,
+)
 from tools.emulator import EmulatorClient
 
 pytestmark = pytest.mark.anyio
@@ -28,41 +38,11 @@ DOC_IMAGE = "data:image/png;base64,iVBORw0KGgoAAxxxx..."
 
 
 def env_for(tmp_path: Path, emulator: EmulatorClient, key: str = KEY, **extra: str) -> dict[str, str]:
-    settings = {"MIXROUTE_API_KEY": key, "MIXROUTE_BASE_URL": emulator.base_url("mixroute")}
-    return base_env(tmp_path, **settings, **extra)
-
-
-def meta_of(result: Any) -> dict[str, Any]:
-    """The compact JSON on the text block's last line."""
-    assert not result.is_error, text_of(result)
-    return dict(json.loads(text_of(result).splitlines()[-1]))
-
-
-def kind_of(result: Any) -> str:
-    assert result.is_error, text_of(result)
-    return str(result.meta["io.imagegate/error"]["kind"])
+    return provider_env(tmp_path, emulator, "mixroute", key, **extra)
 
 
 def sent(emulator: EmulatorClient) -> list[dict[str, Any]]:
     return [r["json"] for r in emulator.requests("mixroute")]
-
-
-def image_file(path: Path, width: int, height: int, fmt: str = "PNG") -> str:
-    Image.new("RGB", (width, height), "teal").save(path, format=fmt)
-    return str(path)
-
-
-def data_url_of(path: str, mime: str = "image/png") -> str:
-    return f"data:{mime};base64,{base64.b64encode(Path(path).read_bytes()).decode()}"
-
-
-def sidecar_of(image: dict[str, Any]) -> dict[str, Any]:
-    return dict(json.loads(Path(image["path"]).with_suffix(".json").read_text()))
-
-
-def pixels(image: dict[str, Any]) -> tuple[int, int]:
-    with Image.open(image["path"]) as saved:
-        return saved.size
 
 
 # --- text to image, one family at a time ------------------------------------------------------------
@@ -93,7 +73,7 @@ FAMILIES = [
 
 @pytest.mark.parametrize(("args", "made", "wire"), FAMILIES, ids=["gemini", "seedream", "gpt-image", "qwen"])
 async def test_each_family_generates_in_its_own_dialect_at_the_asked_size(tmp_path, emu, args, made, wire):
-    async with stdio_client(env_for(tmp_path, emu)) as client:
+    async with serve(env_for(tmp_path, emu)) as client:
         result = await client.call_tool("generate_image", {"prompt": "a fox", "provider": "mixroute", **args})
     meta = meta_of(result)
     (image,) = meta["images"]
@@ -105,7 +85,7 @@ async def test_each_family_generates_in_its_own_dialect_at_the_asked_size(tmp_pa
 
 
 async def test_qwen_sends_the_prompt_as_the_single_message_text(tmp_path, emu):
-    async with stdio_client(env_for(tmp_path, emu)) as client:
+    async with serve(env_for(tmp_path, emu)) as client:
         await client.call_tool(
             "generate_image", {"model": "qwen-image-plus", "prompt": "對聯", "negative_prompt": "1"}
         )
@@ -115,8 +95,9 @@ async def test_qwen_sends_the_prompt_as_the_single_message_text(tmp_path, emu):
     assert "prompt" not in body and "n" not in body
 
 
+@pytest.mark.slow
 async def test_usage_is_carried_into_the_result_and_every_sidecar(tmp_path, emu):
-    async with stdio_client(env_for(tmp_path, emu)) as client:
+    async with serve(env_for(tmp_path, emu), stdio=True) as client:
         result = await client.call_tool("generate_image", {"model": "gpt-image-1", "prompt": "a fox", "n": 2})
     meta = meta_of(result)
     assert meta["calls"] == 1 and len(meta["images"]) == 2
@@ -128,7 +109,7 @@ async def test_usage_is_carried_into_the_result_and_every_sidecar(tmp_path, emu)
 
 
 async def test_one_image_families_fan_out_over_single_calls(tmp_path, emu):
-    async with stdio_client(env_for(tmp_path, emu)) as client:
+    async with serve(env_for(tmp_path, emu)) as client:
         gemini = await client.call_tool(
             "generate_image", {"model": "gemini-2.5-flash-image", "prompt": "x", "n": 3}
         )
@@ -141,7 +122,7 @@ async def test_one_image_families_fan_out_over_single_calls(tmp_path, emu):
 
 
 async def test_extra_fields_reach_the_gateway_as_is_and_its_refusal_comes_back(tmp_path, emu):
-    async with stdio_client(env_for(tmp_path, emu, IMAGEGATE_MAX_RETRIES="0")) as client:
+    async with serve(env_for(tmp_path, emu, IMAGEGATE_MAX_RETRIES="0")) as client:
         ok = await client.call_tool(
             "generate_image",
             {"model": "gemini-2.5-flash-image", "prompt": "x", "extra": {"temperature": 1.1, "top_p": 0.95}},
@@ -161,7 +142,7 @@ async def test_extra_fields_reach_the_gateway_as_is_and_its_refusal_comes_back(t
 async def test_gemini_edit_sends_the_text_then_every_reference_in_contents(tmp_path, emu):
     first = image_file(tmp_path / "a.png", 640, 480)
     last = image_file(tmp_path / "b.jpg", 300, 600, "JPEG")
-    async with stdio_client(env_for(tmp_path, emu)) as client:
+    async with serve(env_for(tmp_path, emu)) as client:
         args = {"model": "gemini-2.5-flash-image", "prompt": "merge them", "images": [first, last]}
         result = await client.call_tool("edit_image", args)
     (image,) = meta_of(result)["images"]
@@ -169,8 +150,8 @@ async def test_gemini_edit_sends_the_text_then_every_reference_in_contents(tmp_p
     (body,) = sent(emu)
     parts = [
         {"text": "merge them"},
-        {"image": data_url_of(first)},
-        {"image": data_url_of(last, "image/jpeg")},
+        {"image": data_url(first)},
+        {"image": data_url(last, "image/jpeg")},
     ]
     assert body["contents"] == [{"role": "user", "parts": parts}]
     assert "prompt" not in body and "size" not in body
@@ -178,7 +159,7 @@ async def test_gemini_edit_sends_the_text_then_every_reference_in_contents(tmp_p
 
 async def test_seedream_edit_sends_the_references_before_the_text(tmp_path, emu):
     ref = image_file(tmp_path / "in.png", 400, 300)
-    async with stdio_client(env_for(tmp_path, emu)) as client:
+    async with serve(env_for(tmp_path, emu)) as client:
         args = {
             "model": "seedream-4.5",
             "prompt": "oil painting",
@@ -192,37 +173,37 @@ async def test_seedream_edit_sends_the_references_before_the_text(tmp_path, emu)
     (body,) = sent(emu)
     assert body["prompt"] == "oil painting" and body["size"] == "2048x2048"
     assert body["contents"] == [
-        {"role": "user", "parts": [{"image": data_url_of(ref)}, {"text": "oil painting"}]}
+        {"role": "user", "parts": [{"image": data_url(ref)}, {"text": "oil painting"}]}
     ]
 
 
 async def test_gpt_image_edit_sends_the_reference_as_a_data_url_with_its_fidelity(tmp_path, emu):
     ref = image_file(tmp_path / "in.webp", 256, 256, "WEBP")
-    async with stdio_client(env_for(tmp_path, emu)) as client:
+    async with serve(env_for(tmp_path, emu)) as client:
         args = {"model": "gpt-image-1", "prompt": "oil", "images": [ref], "input_fidelity": "medium"}
         result = await client.call_tool("edit_image", args)
     assert pixels(meta_of(result)["images"][0]) == (1024, 1024)
     (body,) = sent(emu)
-    assert body["image"] == data_url_of(ref, "image/webp")
+    assert body["image"] == data_url(ref, "image/webp")
     assert body["input_fidelity"] == "medium"
 
 
 async def test_qwen_edit_keeps_the_last_inputs_aspect_and_sends_images_before_the_text(tmp_path, emu):
     refs = [image_file(tmp_path / "a.png", 400, 400), image_file(tmp_path / "b.png", 800, 600)]
-    async with stdio_client(env_for(tmp_path, emu)) as client:
+    async with serve(env_for(tmp_path, emu)) as client:
         result = await client.call_tool(
             "edit_image", {"model": "qwen-image-edit-plus", "prompt": "swap", "images": refs}
         )
     width, height = pixels(meta_of(result)["images"][0])
     assert abs(width / height - 4 / 3) < 0.02 and abs(width * height / 1024**2 - 1) < 0.05
     (body,) = sent(emu)
-    content = [{"image": data_url_of(refs[0])}, {"image": data_url_of(refs[1])}, {"text": "swap"}]
+    content = [{"image": data_url(refs[0])}, {"image": data_url(refs[1])}, {"text": "swap"}]
     assert body["input"]["messages"][0]["content"] == content
 
 
 async def test_seededit_follows_the_input_image_with_size_adaptive(tmp_path, emu):
     ref = image_file(tmp_path / "in.jpg", 512, 384, "JPEG")
-    async with stdio_client(env_for(tmp_path, emu)) as client:
+    async with serve(env_for(tmp_path, emu)) as client:
         args = {
             "model": "seededit-3.0",
             "prompt": "make it snow",
@@ -265,7 +246,7 @@ REFUSED = [
 
 
 async def test_size_rules_hold_at_their_edges_and_the_gateway_agrees(tmp_path, emu):
-    async with stdio_client(env_for(tmp_path, emu)) as client:
+    async with serve(env_for(tmp_path, emu)) as client:
         for args, size in ACCEPTED:
             result = await client.call_tool("generate_image", {"prompt": "x", **args})
             assert pixels(meta_of(result)["images"][0]) == size, args
@@ -280,7 +261,7 @@ async def test_size_rules_hold_at_their_edges_and_the_gateway_agrees(tmp_path, e
 
 
 async def test_wrapped_replies_are_read_for_every_family(tmp_path, emu):
-    async with stdio_client(env_for(tmp_path, emu, key=WRAPPED_KEY)) as client:
+    async with serve(env_for(tmp_path, emu, key=WRAPPED_KEY)) as client:
         for model, size in [
             ("gemini-2.5-flash-image", (1024, 1024)),
             ("seedream-4.0", (2048, 2048)),
@@ -304,7 +285,7 @@ WRAPPED_FAILURES = [
 
 
 async def test_a_wrapped_error_maps_by_its_code_with_the_gateways_msg(tmp_path, emu):
-    async with stdio_client(env_for(tmp_path, emu, key=WRAPPED_KEY, IMAGEGATE_MAX_RETRIES="0")) as client:
+    async with serve(env_for(tmp_path, emu, key=WRAPPED_KEY, IMAGEGATE_MAX_RETRIES="0")) as client:
         for kind, params, expected, fragment in WRAPPED_FAILURES:
             emu.fault("mixroute", "generations", kind, **params)
             result = await client.call_tool("generate_image", {"model": "gpt-image-1", "prompt": "x"})
@@ -332,7 +313,7 @@ FAILURES = [
 
 
 async def test_each_failure_maps_to_its_error_kind_with_the_gateways_message(tmp_path, emu):
-    async with stdio_client(env_for(tmp_path, emu, IMAGEGATE_MAX_RETRIES="0")) as client:
+    async with serve(env_for(tmp_path, emu, IMAGEGATE_MAX_RETRIES="0")) as client:
         for kind, params, expected, fragment in FAILURES:
             emu.fault("mixroute", "generations", kind, **params)
             result = await client.call_tool(
@@ -344,9 +325,7 @@ async def test_each_failure_maps_to_its_error_kind_with_the_gateways_message(tmp
 
 
 async def test_an_expired_seedream_url_and_a_slow_gateway_are_reported(tmp_path, emu):
-    async with stdio_client(
-        env_for(tmp_path, emu, IMAGEGATE_MAX_RETRIES="0", IMAGEGATE_TIMEOUT="1")
-    ) as client:
+    async with serve(env_for(tmp_path, emu, IMAGEGATE_MAX_RETRIES="0", IMAGEGATE_TIMEOUT="1")) as client:
         emu.fault("mixroute", "generations", "expired_url")
         expired = await client.call_tool("generate_image", {"model": "seedream-4.0", "prompt": "x"})
         emu.fault("mixroute", "generations", "slow", seconds=3)
@@ -357,17 +336,17 @@ async def test_an_expired_seedream_url_and_a_slow_gateway_are_reported(tmp_path,
 
 async def test_a_busy_gateway_is_retried_and_then_served(tmp_path, emu):
     emu.fault("mixroute", "generations", "status", status=503, retry_after="0")
-    async with stdio_client(env_for(tmp_path, emu)) as client:
+    async with serve(env_for(tmp_path, emu)) as client:
         result = await client.call_tool("generate_image", {"model": "qwen-image-plus", "prompt": "x"})
     assert len(meta_of(result)["images"]) == 1
     assert [r["status"] for r in emu.requests("mixroute")] == [503, 200]
 
 
 async def test_a_wrong_key_is_refused_and_no_key_appears_in_results_or_sidecars(tmp_path, emu):
-    async with stdio_client(env_for(tmp_path, emu, key="sk-wrong-sentinel-key")) as client:
+    async with serve(env_for(tmp_path, emu, key="sk-wrong-sentinel-key")) as client:
         refused = await client.call_tool("generate_image", {"model": "gpt-image-1", "prompt": "x"})
     assert kind_of(refused) == "auth_failed" and "sk-wrong-sentinel-key" not in text_of(refused)
-    async with stdio_client(env_for(tmp_path, emu)) as client:
+    async with serve(env_for(tmp_path, emu)) as client:
         made = await client.call_tool("generate_image", {"model": "seedream-4.0", "prompt": "x"})
     (image,) = meta_of(made)["images"]
     assert KEY not in text_of(made) and KEY not in Path(image["path"]).with_suffix(".json").read_text()

@@ -15,8 +15,7 @@ from typing import Any
 import httpx2
 import pytest
 from PIL import Image
-from tests.conftest import base_env, stdio_client, text_of
-from tests.e2e import metadata, sizes_of, write_image
+from tests.support import metadata, provider_env, serve, sizes_of, text_of, write_image
 from tools.emulator import EmulatorClient
 
 pytestmark = pytest.mark.anyio
@@ -26,7 +25,7 @@ PROVIDER = "modelgate"
 
 
 def env(tmp_path: Path, emulator: EmulatorClient, **extra: str) -> dict[str, str]:
-    return base_env(tmp_path, MODELGATE_API_KEY=KEY, MODELGATE_BASE_URL=emulator.base_url(PROVIDER), **extra)
+    return provider_env(tmp_path, emulator, PROVIDER, KEY, **extra)
 
 
 def bodies(emulator: EmulatorClient) -> list[dict[str, Any]]:
@@ -43,9 +42,10 @@ def no_secret_anywhere(tmp_path: Path, *texts: str) -> None:
 # ---- generation
 
 
+@pytest.mark.slow
 async def test_seedream_makes_n_images_in_one_call_with_the_doubao_body(tmp_path, emu):
     args = {"model": "seedream-4.0", "prompt": "a cat in a spacesuit", "size": "16:9", "n": 3}
-    async with stdio_client(env(tmp_path, emu)) as client:
+    async with serve(env(tmp_path, emu), stdio=True) as client:
         result = await client.call_tool("generate_image", {**args, "provider": PROVIDER})
 
     assert not result.is_error, text_of(result)
@@ -69,7 +69,7 @@ async def test_seedream_makes_n_images_in_one_call_with_the_doubao_body(tmp_path
 
 async def test_usage_and_task_ids_reach_the_result_and_the_sidecar(tmp_path, emu):
     args = {"model": "seedream-4.0", "prompt": "usage", "n": 2, "provider": PROVIDER}
-    async with stdio_client(env(tmp_path, emu)) as client:
+    async with serve(env(tmp_path, emu)) as client:
         result = await client.call_tool("generate_image", args)
 
     meta = metadata(result)
@@ -84,7 +84,7 @@ async def test_usage_and_task_ids_reach_the_result_and_the_sidecar(tmp_path, emu
 
 async def test_nano_banana_fans_out_one_image_per_call_in_the_google_order(tmp_path, emu):
     args = {"model": "nano-banana", "prompt": "a fox", "size": "21:9", "n": 2, "output_format": "jpeg"}
-    async with stdio_client(env(tmp_path, emu)) as client:
+    async with serve(env(tmp_path, emu)) as client:
         result = await client.call_tool("generate_image", {**args, "provider": PROVIDER})
 
     assert not result.is_error, text_of(result)
@@ -108,7 +108,7 @@ EDGE_SIZES = [
 
 
 async def test_sizes_at_the_edges_of_each_table_are_sent_and_delivered(tmp_path, emu):
-    async with stdio_client(env(tmp_path, emu)) as client:
+    async with serve(env(tmp_path, emu)) as client:
         for args, size in EDGE_SIZES:
             result = await client.call_tool(
                 "generate_image", {**args, "prompt": "edge", "provider": PROVIDER}
@@ -125,7 +125,7 @@ async def test_sizes_outside_the_tables_are_refused_before_any_upstream_call(tmp
         ({"model": "nano-banana-pro", "size": "1584x672", "resolution": "2K"}, "3168x1344"),
         ({"model": "seedream-4.0", "n": 16}, "1 to 15"),
     ]
-    async with stdio_client(env(tmp_path, emu)) as client:
+    async with serve(env(tmp_path, emu)) as client:
         for args, allowed in cases:
             result = await client.call_tool("generate_image", {**args, "prompt": "x", "provider": PROVIDER})
             assert result.is_error, args
@@ -136,7 +136,7 @@ async def test_sizes_outside_the_tables_are_refused_before_any_upstream_call(tmp
 
 async def test_a_url_reply_is_downloaded_and_saved(tmp_path, emu):
     args = {"model": "nano-banana", "prompt": "u", "provider": PROVIDER, "extra": {"output_type": "url"}}
-    async with stdio_client(env(tmp_path, emu)) as client:
+    async with serve(env(tmp_path, emu)) as client:
         result = await client.call_tool("generate_image", args)
 
     assert not result.is_error, text_of(result)
@@ -157,7 +157,7 @@ async def test_seedream_edit_sends_a_local_file_as_a_data_url_and_a_url_as_is(tm
         "size": "4:3",
         "provider": PROVIDER,
     }
-    async with stdio_client(env(tmp_path, emu)) as client:
+    async with serve(env(tmp_path, emu)) as client:
         result = await client.call_tool("edit_image", args)
 
     assert not result.is_error, text_of(result)
@@ -172,7 +172,7 @@ async def test_seedream_edit_sends_a_local_file_as_a_data_url_and_a_url_as_is(tm
 async def test_nano_banana_pro_edit_takes_urls_and_its_reference_size_list(tmp_path, emu):
     refs = ["https://example.com/a.png", "https://example.com/b.png"]
     args = {"model": "nano-banana-pro", "prompt": "blend", "images": refs, "provider": PROVIDER}
-    async with stdio_client(env(tmp_path, emu)) as client:
+    async with serve(env(tmp_path, emu)) as client:
         ratio = await client.call_tool("edit_image", {**args, "size": "3:2", "resolution": "2K"})
         square = await client.call_tool("edit_image", {**args, "size": "1:1"})
 
@@ -187,7 +187,7 @@ async def test_nano_banana_pro_edit_takes_urls_and_its_reference_size_list(tmp_p
 async def test_google_routes_refuse_local_files_and_nano_banana_a_second_reference(tmp_path, emu):
     image = write_image(tmp_path / "ref.png", (64, 48))
     urls = ["https://example.com/a.png", "https://example.com/b.png"]
-    async with stdio_client(env(tmp_path, emu)) as client:
+    async with serve(env(tmp_path, emu)) as client:
         local = await client.call_tool(
             "edit_image", {"model": "nano-banana", "prompt": "x", "images": [image], "provider": PROVIDER}
         )
@@ -232,7 +232,7 @@ ERROR_CASES = [
 
 async def test_each_documented_error_code_maps_to_its_kind_with_the_upstream_message(tmp_path, emu):
     args = {"model": "nano-banana", "prompt": "x", "provider": PROVIDER}
-    async with stdio_client(env(tmp_path, emu, IMAGEGATE_MAX_RETRIES="0")) as client:
+    async with serve(env(tmp_path, emu, IMAGEGATE_MAX_RETRIES="0")) as client:
         for kind, params, expected, message in ERROR_CASES:
             emu.fault(PROVIDER, "generations", kind, **params)
             result = await client.call_tool("generate_image", args)
@@ -244,7 +244,7 @@ async def test_each_documented_error_code_maps_to_its_kind_with_the_upstream_mes
 
 async def test_a_wrong_key_is_auth_failed_and_the_key_is_never_echoed(tmp_path, emu):
     emu.configure(PROVIDER, keys=["test-the-right-one"])
-    async with stdio_client(env(tmp_path, emu)) as client:
+    async with serve(env(tmp_path, emu)) as client:
         result = await client.call_tool(
             "generate_image", {"model": "nano-banana", "prompt": "x", "provider": PROVIDER}
         )
@@ -256,7 +256,7 @@ async def test_a_wrong_key_is_auth_failed_and_the_key_is_never_echoed(tmp_path, 
 
 async def test_an_http_429_is_retried_and_the_call_then_succeeds(tmp_path, emu):
     emu.fault(PROVIDER, "generations", "status", status=429, retry_after="0")
-    async with stdio_client(env(tmp_path, emu)) as client:
+    async with serve(env(tmp_path, emu)) as client:
         result = await client.call_tool(
             "generate_image", {"model": "nano-banana", "prompt": "x", "provider": PROVIDER}
         )
@@ -268,7 +268,7 @@ async def test_an_http_429_is_retried_and_the_call_then_succeeds(tmp_path, emu):
 async def test_a_partial_seedream_batch_keeps_what_arrived_and_says_so(tmp_path, emu):
     emu.fault(PROVIDER, "generations", "partial", keep=2)
     args = {"model": "seedream-4.0", "prompt": "x", "n": 4, "provider": PROVIDER}
-    async with stdio_client(env(tmp_path, emu)) as client:
+    async with serve(env(tmp_path, emu)) as client:
         result = await client.call_tool("generate_image", args)
 
     assert not result.is_error, text_of(result)
@@ -279,7 +279,7 @@ async def test_a_partial_seedream_batch_keeps_what_arrived_and_says_so(tmp_path,
 
 async def test_undecodable_image_data_is_an_upstream_error(tmp_path, emu):
     emu.fault(PROVIDER, "generations", "bad_base64")
-    async with stdio_client(env(tmp_path, emu)) as client:
+    async with serve(env(tmp_path, emu)) as client:
         result = await client.call_tool(
             "generate_image", {"model": "nano-banana", "prompt": "x", "provider": PROVIDER}
         )

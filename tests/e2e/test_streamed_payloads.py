@@ -10,10 +10,10 @@ from collections.abc import Iterator
 
 import httpx2
 import pytest
-from tests.e2e import KEYS, decoded_previews, emulator_env, metadata, serve
+from tests.support import KEYS, decoded_previews, emulator_env, metadata, serve
 from tools.emulator import EmulatorClient, start_subprocess
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 SIZE = "1024x1024"
 
 
@@ -40,7 +40,10 @@ async def test_large_images_are_saved_exactly_and_each_has_its_preview(noisy, tm
     expected = upstream_image(noisy)
     assert len(base64.b64encode(expected)) > 1024 * 1024  # well past the streaming threshold
     async with serve(emulator_env(noisy, tmp_path)) as client:
-        result = await client.call_tool("generate_image", {"model": "gpt-image-1", "provider": provider, "prompt": "grain", "size": SIZE, "n": 3})
+        result = await client.call_tool(
+            "generate_image",
+            {"model": "gpt-image-1", "provider": provider, "prompt": "grain", "size": SIZE, "n": 3},
+        )
     assert not result.is_error, result.content
     meta = metadata(result)
     assert len(meta["images"]) == 3 and meta["warnings"] == []

@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from PIL import Image
-from tests.conftest import all_keys, base_env, text_of
-from tests.e2e import KEYS, config_text
+from tests.support import KEYS, all_keys, base_env, config_text, text_of
+from tests.support.server import require_slow
 from tools.hostile import HostileProxy
 
 # One valid text-to-image call per wire protocol (DashScope in both of its modes).
@@ -154,12 +154,6 @@ def check_saved(meta: Mapping[str, Any]) -> list[str]:
     return problems
 
 
-def png_bytes(size: tuple[int, int] = (16, 16), colour: str = "teal", fmt: str = "PNG") -> bytes:
-    out = io.BytesIO()
-    Image.new("RGB", size, colour).save(out, fmt)
-    return out.getvalue()
-
-
 @cache
 def noise_png(edge: int = 1024) -> bytes:
     """A PNG of random pixels (~3 MB at 1024): its base64 is past the server's streaming threshold."""
@@ -177,6 +171,7 @@ def free_port() -> int:
 @contextmanager
 def http_server(env: Mapping[str, str], stderr: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """`imagegate serve --transport http` on a free port; yields its /mcp URL and the process."""
+    require_slow("the server over HTTP")
     port = free_port()
     command = [sys.executable, "-m", "imagegate", "serve", "--transport", "http", "--port", str(port)]
     with stderr.open("wb") as errors:
