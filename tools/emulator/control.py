@@ -5,6 +5,8 @@ All bodies and replies are JSON; a bad payload gets 400 {"error": "..."}.
   POST /_emulator/reset     {}  → defaults, no faults, empty request log, no files
   POST /_emulator/config    {"latency": s}  global, or {"provider": p, "keys": [...], "latency": s,
                             "models": [...]|null, "url_ttl": s}  → the resulting settings (keys counted)
+                            (`models`: ids accepted on top of the protocol's own, and listed by GET /models
+                            where the protocol has one: models.py)
   POST /_emulator/faults    {"provider": p, "endpoint": e|"*", "kind": k, "count": 1, ...params}
                             → {"queued": n}; each matching request consumes one use. Kinds and params:
                             status{status, retry_after?, message?, type?, code?}: the provider's error body

@@ -155,10 +155,12 @@ def base_path(provider: str) -> str:
 
 def create_app(providers: Mapping[str, str] = PROVIDERS) -> Starlette:
     """One ASGI app serving every provider under /<provider>/, plus /files/ and /_emulator/."""
+    from tools.emulator import models  # here: it imports protocol modules, which import this one
+
     state = EmulatorState(providers)
     mounts = [
-        Mount(f"/{name}", routes=_protocol(name, providers).routes(Provider(name, state)))
-        for name in providers
+        Mount(f"/{name}", routes=[*_protocol(name, providers).routes(p), *models.routes(p, providers[name])])
+        for name, p in ((name, Provider(name, state)) for name in providers)
     ]
     return Starlette(routes=[*mounts, Route("/files/{name}", _file_endpoint(state)), *control.routes(state)])
 

@@ -50,7 +50,7 @@ class ProviderSettings:
 
     keys: tuple[str, ...] = ()  # accepted keys; empty → any key starting with "test-"
     latency: float = 0.0  # seconds added to every answer, on top of the global latency
-    models: tuple[str, ...] | None = None  # extra accepted model ids; None → the protocol's default
+    models: tuple[str, ...] | None = None  # extra accepted (and GET /models-listed) ids; None → the default
     url_ttl: float = DEFAULT_URL_TTL
 
     def accepts(self, key: str | None) -> bool:
