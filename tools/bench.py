@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 KEY = "test-bench-key"
 FULL = {"sizes": ["1024x1024", "2048x2048", "4096x4096"], "repeat": 20, "startups": 7, "bomb_mb": 1024}
 SMOKE = {"sizes": ["256x256"], "repeat": 2, "startups": 1, "bomb_mb": 64}
-MINIMAL_SERVER = '''
+MINIMAL_SERVER = """
 import anyio, mcp_types as types
 from mcp.server.lowlevel import Server
 from mcp.server.stdio import stdio_server
@@ -47,7 +47,7 @@ async def main():
     async with stdio_server() as (r, w):
         await server.run(r, w, server.create_initialization_options())
 anyio.run(main)
-'''
+"""
 
 
 def _config(emulator_url: str) -> str:
@@ -63,7 +63,8 @@ def _config(emulator_url: str) -> str:
     for name, (reply, per_call) in routes.items():
         text += [
             f'[providers.{name}]\nbase_url = "{base}"\nkey_env = "BENCH_API_KEY"',
-            f'[[providers.{name}.offerings]]\nmodel = "bench-image"\nupstream = "bench-image"\nper_call = {per_call}',
+            f'[[providers.{name}.offerings]]\nmodel = "bench-image"\nupstream = "bench-image"\n'
+            f"per_call = {per_call}",
             f'wire = {{ response_format = "{reply}" }}',
         ]
     return "\n".join(text) + "\n"
@@ -101,28 +102,47 @@ async def _median(action: Callable[[], Awaitable[Any]], repeat: int) -> float:
     return statistics.median(times)
 
 
-async def added_latency(env: dict[str, str], emulator_url: str, sizes: list[str], repeat: int) -> list[dict[str, Any]]:
+async def added_latency(
+    env: dict[str, str], emulator_url: str, sizes: list[str], repeat: int
+) -> list[dict[str, Any]]:
     """Per size and reply form: median upstream time (a direct POST) and median tool-call time."""
     rows = []
     async with httpx2.AsyncClient(timeout=600) as http, _server(env) as client:
         for size in sizes:
             for provider, reply in (("benchb64", "b64_json"), ("benchurl", "url")):
-                body = {"model": "bench-image", "prompt": "bench", "n": 1, "size": size, "response_format": reply}
+                body = {
+                    "model": "bench-image",
+                    "prompt": "bench",
+                    "n": 1,
+                    "size": size,
+                    "response_format": reply,
+                }
                 url = f"{emulator_url}/compat/v1/images/generations"
 
-                async def direct() -> None:
+                async def direct(url: str = url, body: dict[str, Any] = body, reply: str = reply) -> None:
                     answer = await http.post(url, json=body, headers={"Authorization": f"Bearer {KEY}"})
                     if reply == "url":  # the server downloads the file too: so does the baseline
                         await http.get(answer.json()["data"][0]["url"])
 
-                async def call() -> None:
-                    result = await client.call_tool("generate_image", {"model": "bench-image", "provider": provider, "prompt": "bench", "size": size})
+                async def call(provider: str = provider, size: str = size) -> None:
+                    result = await client.call_tool(
+                        "generate_image",
+                        {"model": "bench-image", "provider": provider, "prompt": "bench", "size": size},
+                    )
                     assert not result.is_error, result.content
 
                 await call()  # warm: render cache, imports, connection pool
                 upstream = await _median(direct, repeat)
                 served = await _median(call, repeat)
-                rows.append({"size": size, "reply": reply, "upstream_ms": upstream * 1000, "call_ms": served * 1000, "added_ms": (served - upstream) * 1000})
+                rows.append(
+                    {
+                        "size": size,
+                        "reply": reply,
+                        "upstream_ms": upstream * 1000,
+                        "call_ms": served * 1000,
+                        "added_ms": (served - upstream) * 1000,
+                    }
+                )
     return rows
 
 
@@ -132,7 +152,10 @@ async def fan_out(env: dict[str, str], emulator: Any, n: int) -> dict[str, Any]:
     try:
         async with _server(env) as client:
             start = time.perf_counter()
-            result = await client.call_tool("generate_image", {"model": "bench-image", "provider": "benchone", "prompt": "fan", "n": n, "size": "256x256"})
+            result = await client.call_tool(
+                "generate_image",
+                {"model": "bench-image", "provider": "benchone", "prompt": "fan", "n": n, "size": "256x256"},
+            )
             wall = time.perf_counter() - start
             assert not result.is_error, result.content
     finally:
@@ -171,7 +194,13 @@ async def responsiveness(env: dict[str, str], size: str) -> dict[str, Any]:
             group.start_soon(call)
             busy = await pings(client, done)
     ms = lambda values: 1000 * statistics.median(values)  # noqa: E731
-    return {"size": size, "idle_ping_ms": ms(idle), "busy_ping_ms": ms(busy), "busy_ping_max_ms": 1000 * max(busy), "pings_during_call": len(busy)}
+    return {
+        "size": size,
+        "idle_ping_ms": ms(idle),
+        "busy_ping_ms": ms(busy),
+        "busy_ping_max_ms": 1000 * max(busy),
+        "pings_during_call": len(busy),
+    }
 
 
 def _status(pid: int, field: str) -> int:
@@ -188,12 +217,23 @@ async def memory(env: dict[str, str], tmp: Path, size: str, n: int) -> dict[str,
         await client.list_tools()
         pid = int(pidfile.read_text())
         idle = _status(pid, "VmRSS")
-        result = await client.call_tool("generate_image", {"model": "bench-image", "provider": "benchb64", "prompt": "mem", "n": n, "size": size})
+        result = await client.call_tool(
+            "generate_image",
+            {"model": "bench-image", "provider": "benchb64", "prompt": "mem", "n": n, "size": size},
+        )
         assert not result.is_error, result.content
         peak = _status(pid, "VmHWM")
     width, height = (int(v) for v in size.split("x"))
     decoded = n * width * height * 3
-    return {"size": size, "n": n, "idle_mb": idle / 2**20, "peak_mb": peak / 2**20, "above_idle_mb": (peak - idle) / 2**20, "decoded_mb": decoded / 2**20, "ratio_to_decoded": (peak - idle) / decoded}
+    return {
+        "size": size,
+        "n": n,
+        "idle_mb": idle / 2**20,
+        "peak_mb": peak / 2**20,
+        "above_idle_mb": (peak - idle) / 2**20,
+        "decoded_mb": decoded / 2**20,
+        "ratio_to_decoded": (peak - idle) / decoded,
+    }
 
 
 def _bombs(megabytes: int) -> dict[str, Fault]:
@@ -237,12 +277,23 @@ async def body_bombs(emulator: Any, tmp: Path, megabytes: int) -> list[dict[str,
 def _time_to_tools(command: list[str], env: dict[str, str]) -> float:
     """Spawn, initialize, list tools: seconds until the tools/list answer arrives."""
     messages = [
-        {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "bench", "version": "0"}}},
+        {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "initialize",
+            "params": {
+                "protocolVersion": "2025-06-18",
+                "capabilities": {},
+                "clientInfo": {"name": "bench", "version": "0"},
+            },
+        },
         {"jsonrpc": "2.0", "method": "notifications/initialized"},
         {"jsonrpc": "2.0", "id": 2, "method": "tools/list"},
     ]
     start = time.perf_counter()
-    proc = subprocess.Popen(command, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    proc = subprocess.Popen(
+        command, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+    )
     assert proc.stdin and proc.stdout
     for message in messages:
         proc.stdin.write(json.dumps(message) + "\n")
@@ -274,7 +325,21 @@ async def context(env: dict[str, str], tmp: Path) -> dict[str, Any]:
     clients put in the model's context (name, description, input schema; not titles, annotations
     or output schemas)."""
     sizes = {}
-    keys = {f"{p}_API_KEY": KEY for p in ("OPENAI", "GEMINI", "ARK", "DASHSCOPE", "BFL", "MODELGATE", "MIXROUTE", "ZHAOTOU", "MODELMAX", "ATALK")}
+    keys = {
+        f"{p}_API_KEY": KEY
+        for p in (
+            "OPENAI",
+            "GEMINI",
+            "ARK",
+            "DASHSCOPE",
+            "BFL",
+            "MODELGATE",
+            "MIXROUTE",
+            "ZHAOTOU",
+            "MODELMAX",
+            "ATALK",
+        )
+    }
     bare = {k: v for k, v in env.items() if k not in ("IMAGEGATE_CONFIG", "BENCH_API_KEY")}
     lists = {
         "tools_list_one_provider": {"OPENAI_API_KEY": KEY},
@@ -287,12 +352,28 @@ async def context(env: dict[str, str], tmp: Path) -> dict[str, Any]:
             dumped = [t.model_dump(mode="json", by_alias=True, exclude_none=True) for t in tools]
             sizes[name] = _json_bytes(dumped)
             if name != "tools_list_one_provider_with_jobs":
-                sizes[name + "_model_view"] = _json_bytes([{k: t[k] for k in ("name", "description", "inputSchema")} for t in dumped])
+                sizes[name + "_model_view"] = _json_bytes(
+                    [{k: t[k] for k in ("name", "description", "inputSchema")} for t in dumped]
+                )
     async with _server(env) as client:
-        result = await client.call_tool("generate_image", {"model": "bench-image", "provider": "benchb64", "prompt": "context", "size": "1024x1024"})
+        result = await client.call_tool(
+            "generate_image",
+            {"model": "bench-image", "provider": "benchb64", "prompt": "context", "size": "1024x1024"},
+        )
         sizes["generate_result_1024"] = len(result.model_dump_json(by_alias=True, exclude_none=True).encode())
-        result = await client.call_tool("generate_image", {"model": "bench-image", "provider": "benchb64", "prompt": "context", "size": "2048x2048", "n": 4})
-        sizes["generate_result_2048_n4"] = len(result.model_dump_json(by_alias=True, exclude_none=True).encode())
+        result = await client.call_tool(
+            "generate_image",
+            {
+                "model": "bench-image",
+                "provider": "benchb64",
+                "prompt": "context",
+                "size": "2048x2048",
+                "n": 4,
+            },
+        )
+        sizes["generate_result_2048_n4"] = len(
+            result.model_dump_json(by_alias=True, exclude_none=True).encode()
+        )
     return sizes
 
 
@@ -302,16 +383,30 @@ def _json_bytes(value: Any) -> int:
 
 def _table(report: dict[str, Any]) -> str:
     lines = ["added latency (median)", "  size        reply     upstream ms   call ms   added ms"]
-    lines += [f"  {r['size']:<11} {r['reply']:<9} {r['upstream_ms']:>11.1f} {r['call_ms']:>9.1f} {r['added_ms']:>10.1f}" for r in report["latency"]]
+    lines += [
+        f"  {r['size']:<11} {r['reply']:<9} {r['upstream_ms']:>11.1f} {r['call_ms']:>9.1f} "
+        f"{r['added_ms']:>10.1f}"
+        for r in report["latency"]
+    ]
     f, m, s = report["fan_out"], report["memory"], report["startup"]
-    lines.append(f"fan-out: n={f['n']} at {f['upstream_latency_s']:.0f} s per call -> {f['wall_s']:.2f} s wall")
+    lines.append(
+        f"fan-out: n={f['n']} at {f['upstream_latency_s']:.0f} s per call -> {f['wall_s']:.2f} s wall"
+    )
     r = report["responsiveness"]
     lines.append(
-        f"tools/list during a {r['size']} base64 call: {r['pings_during_call']} answered, median {r['busy_ping_ms']:.1f} ms "
+        f"tools/list during a {r['size']} base64 call: {r['pings_during_call']} answered, "
+        f"median {r['busy_ping_ms']:.1f} ms "
         f"(max {r['busy_ping_max_ms']:.1f}; idle {r['idle_ping_ms']:.1f})"
     )
-    lines.append(f"memory: {m['n']}x{m['size']} b64 -> peak {m['peak_mb']:.0f} MB, {m['above_idle_mb']:.0f} MB above idle = {m['ratio_to_decoded']:.2f}x the decoded {m['decoded_mb']:.0f} MB")
-    lines.append(f"start-up to tools/list: imagegate {s['imagegate_s']:.2f} s, minimal SDK server {s['minimal_sdk_s']:.2f} s, ratio {s['ratio']:.2f}")
+    lines.append(
+        f"memory: {m['n']}x{m['size']} b64 -> peak {m['peak_mb']:.0f} MB, "
+        f"{m['above_idle_mb']:.0f} MB above idle = {m['ratio_to_decoded']:.2f}x "
+        f"the decoded {m['decoded_mb']:.0f} MB"
+    )
+    lines.append(
+        f"start-up to tools/list: imagegate {s['imagegate_s']:.2f} s, "
+        f"minimal SDK server {s['minimal_sdk_s']:.2f} s, ratio {s['ratio']:.2f}"
+    )
     for b in report["body_bombs"]:
         outcome = "error" if b["is_error"] else "NOT AN ERROR"
         lines.append(
@@ -324,7 +419,10 @@ def _table(report: dict[str, Any]) -> str:
 
 async def run(smoke: bool) -> dict[str, Any]:
     plan = SMOKE if smoke else FULL
-    with tempfile.TemporaryDirectory() as folder, start_subprocess(env={"IMAGEGATE_EMULATOR_TEXTURE": "noise"}) as emulator:
+    with (
+        tempfile.TemporaryDirectory() as folder,
+        start_subprocess(env={"IMAGEGATE_EMULATOR_TEXTURE": "noise"}) as emulator,
+    ):
         tmp = Path(folder)
         config = tmp / "bench.toml"
         config.write_text(_config(emulator.url))

@@ -98,7 +98,10 @@ async def checked_url(name: str, ref: str, policy: AddressPolicy) -> tuple[str, 
         raise refusal(name, ref, "a reachable http(s) image URL", why)
     private = next((a for a in addresses if not is_public_address(a)), None)
     if private is not None:
-        why = f"points at {private}, which is not a public address; {ALLOW_PRIVATE}, or pass the image as a file"
+        why = (
+            f"points at {private}, which is not a public address; {ALLOW_PRIVATE}, "
+            "or pass the image as a file"
+        )
         raise refusal(name, ref, "an http(s) URL on a public host", why)
     netloc = f"[{host}]" if ":" in host else host
     netloc += f":{parts.port}" if parts.port is not None else ""

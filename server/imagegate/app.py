@@ -1,8 +1,9 @@
 """The MCP surface: four tools on the SDK's low-level server, thin handlers over the service.
 
-The MCP tool surface (with transports.py, the only modules that import `mcp`). It attaches the catalog-derived schemas, dispatches
-calls, and is the error boundary: an ImagegateError becomes an `isError` result with its
-agent text; anything else becomes "internal error (ref …)" and is logged to stderr only.
+The MCP tool surface (with transports.py, the only modules that import `mcp`). It attaches
+the catalog-derived schemas, dispatches calls, and is the error boundary: an ImagegateError
+becomes an `isError` result with its agent text; anything else becomes "internal error (ref …)"
+and is logged to stderr only.
 """
 
 from __future__ import annotations
@@ -38,10 +39,20 @@ ERROR_META = "io.imagegate/error"
 METADATA_FRAGMENT = "#metadata"
 
 TOOL_DESCRIPTIONS = {
-    "generate_image": "Generate images from a prompt, checked against the model's limits first; each is saved, and returned as a preview with its path.",
-    "edit_image": "Edit or combine images with a prompt and optional mask; checks, saving and results as generate_image.",
-    "list_models": "Image models: capabilities, max n, providers (configured or not). Use it to choose a model.",
-    "get_supported_sizes": "Every size a model supports via a provider (pixels, ratio, tier, or its pixel rule) and the default.",
+    "generate_image": (
+        "Generate images from a prompt, checked against the model's limits first; "
+        "each is saved, and returned as a preview with its path."
+    ),
+    "edit_image": (
+        "Edit or combine images with a prompt and optional mask; "
+        "checks, saving and results as generate_image."
+    ),
+    "list_models": (
+        "Image models: capabilities, max n, providers (configured or not). Use it to choose a model."
+    ),
+    "get_supported_sizes": (
+        "Every size a model supports via a provider (pixels, ratio, tier, or its pixel rule) and the default."
+    ),
     "get_image_job": "Collect an image call that was still running when it answered with a job id.",
 }
 TITLES = {
@@ -90,10 +101,18 @@ def _tools(service: Service, client: str | None = None) -> list[types.Tool]:
     image = types.ToolAnnotations(destructive_hint=False)
     listing = types.ToolAnnotations(read_only_hint=True, open_world_hint=False)
     outputs = {"list_models": output_schema(ModelsAnswer), "get_supported_sizes": output_schema(SizesAnswer)}
-    if service.settings.structured_output:  # off by default: Claude Code then drops the previews (research §3)
-        outputs |= {name: output_schema(ImageResult) for name in ("generate_image", "edit_image", "get_image_job")}
+    if (
+        service.settings.structured_output
+    ):  # off by default: Claude Code then drops the previews (research §3)
+        outputs |= {
+            name: output_schema(ImageResult) for name in ("generate_image", "edit_image", "get_image_job")
+        }
     # Only a client with a wait budget is ever handed a job id to collect.
-    names = [n for n in TOOL_DESCRIPTIONS if n != "get_image_job" or service.settings.wait_budget_for(client) is not None]
+    names = [
+        n
+        for n in TOOL_DESCRIPTIONS
+        if n != "get_image_job" or service.settings.wait_budget_for(client) is not None
+    ]
     return [
         types.Tool(
             name=name,
@@ -112,7 +131,8 @@ def _text(text: str, is_error: bool = False) -> types.CallToolResult:
 
 
 def _error_result(error: ImagegateError) -> types.CallToolResult:
-    """The agent text, plus the error's class in `_meta` for programs (clients do not show `_meta` to models)."""
+    """The agent text, plus the error's class in `_meta` for programs (clients do not show
+    `_meta` to models)."""
     detail: dict[str, Any] = {"kind": error.kind}
     if isinstance(error, InvalidRequest):
         detail["argument"] = error.argument
@@ -137,12 +157,16 @@ def _image_result(service: Service, outcome: Outcome) -> types.CallToolResult:
     meta = metadata(outcome, notes)
     text = summary(outcome, notes) + "\n" + json.dumps(meta, ensure_ascii=False, separators=(",", ":"))
     content: list[types.ContentBlock] = [types.TextContent(type="text", text=text)]
-    content += [types.ImageContent(type="image", data=codec.b64encode(p.data), mime_type=p.mime) for p in shown]
+    content += [
+        types.ImageContent(type="image", data=codec.b64encode(p.data), mime_type=p.mime) for p in shown
+    ]
     if settings.resource_links:
         # imagegate:// so clients that cannot open local paths can read the file; file:// for a fallback save.
         uris = [gallery.image_uri(settings.output_dir, i.path) or i.path.as_uri() for i in outcome.images]
         content += [
-            types.ResourceLink(type="resource_link", uri=uri, name=i.path.name, mime_type=i.mime, size=i.bytes)
+            types.ResourceLink(
+                type="resource_link", uri=uri, name=i.path.name, mime_type=i.mime, size=i.bytes
+            )
             for uri, i in zip(uris, outcome.images, strict=True)
         ]
     structured = meta if settings.structured_output else None
@@ -150,7 +174,13 @@ def _image_result(service: Service, outcome: Outcome) -> types.CallToolResult:
 
 
 def _resource(image: gallery.GalleryImage) -> types.Resource:
-    return types.Resource(uri=image.uri, name=image.name, mime_type=image.mime, size=image.bytes, description=image.description())
+    return types.Resource(
+        uri=image.uri,
+        name=image.name,
+        mime_type=image.mime,
+        size=image.bytes,
+        description=image.description(),
+    )
 
 
 def _resource_contents(image: gallery.GalleryImage, data: bytes) -> types.ReadResourceResult:
@@ -159,7 +189,9 @@ def _resource_contents(image: gallery.GalleryImage, data: bytes) -> types.ReadRe
     return types.ReadResourceResult(
         contents=[
             types.BlobResourceContents(uri=image.uri, mime_type=image.mime, blob=codec.b64encode(data)),
-            types.TextResourceContents(uri=image.uri + METADATA_FRAGMENT, mime_type="application/json", text=sidecar),
+            types.TextResourceContents(
+                uri=image.uri + METADATA_FRAGMENT, mime_type="application/json", text=sidecar
+            ),
         ]
     )
 
@@ -181,13 +213,16 @@ def _client(ctx: ServerRequestContext[Service]) -> str | None:
     return params.client_info.name if params is not None else None
 
 
-async def _job_answer(service: Service, job: Job, finished: bool, budget: float | None) -> types.CallToolResult:
+async def _job_answer(
+    service: Service, job: Job, finished: bool, budget: float | None
+) -> types.CallToolResult:
     """The job's result once it has ended; until then, its id and how to collect it."""
     if not finished:
         waited = f" after {budget:g} s" if budget else ""
         pending = _text(
-            f"Still working{waited} ({job.progress}). Nothing is lost: the call goes on and saves every image "
-            f"under {service.settings.output_dir}. Collect it with get_image_job {{\"job\": \"{job.id}\"}}."
+            f"Still working{waited} ({job.progress}). Nothing is lost: the call goes on and saves "
+            "every image "
+            f'under {service.settings.output_dir}. Collect it with get_image_job {{"job": "{job.id}"}}.'
         )
         if service.settings.structured_output:  # a declared output schema wants structured content
             pending.structured_content = {"job": job.id, "images": [], "warnings": [], "calls": 0}
@@ -195,11 +230,17 @@ async def _job_answer(service: Service, job: Job, finished: bool, budget: float 
     if job.error is not None:
         raise job.error
     if job.outcome is None:
-        return _text(f"job {job.id} was cancelled; images it had received are saved under {service.settings.output_dir}", is_error=True)
+        return _text(
+            f"job {job.id} was cancelled; images it had received are saved under "
+            f"{service.settings.output_dir}",
+            is_error=True,
+        )
     return _image_result(service, job.outcome)
 
 
-async def _run_image_tool(ctx: ServerRequestContext[Service], name: str, arguments: dict[str, Any] | None) -> types.CallToolResult:
+async def _run_image_tool(
+    ctx: ServerRequestContext[Service], name: str, arguments: dict[str, Any] | None
+) -> types.CallToolResult:
     """Validate at once; run the call as a job; wait for it up to this client's budget."""
     service = ctx.lifespan_context
     report, live = _progress(ctx), [True]
@@ -220,7 +261,9 @@ async def _run_image_tool(ctx: ServerRequestContext[Service], name: str, argumen
     return await _job_answer(service, job, finished, budget)
 
 
-async def _collect_job(ctx: ServerRequestContext[Service], arguments: dict[str, Any] | None) -> types.CallToolResult:
+async def _collect_job(
+    ctx: ServerRequestContext[Service], arguments: dict[str, Any] | None
+) -> types.CallToolResult:
     service = ctx.lifespan_context
     job_id, wait = service.job_arguments(arguments)
     job = service.jobs.get(job_id)
@@ -229,7 +272,9 @@ async def _collect_job(ctx: ServerRequestContext[Service], arguments: dict[str, 
     return await _job_answer(service, job, await service.jobs.wait(job, limit), limit)
 
 
-async def _dispatch(ctx: ServerRequestContext[Service], name: str, arguments: dict[str, Any] | None) -> types.CallToolResult:
+async def _dispatch(
+    ctx: ServerRequestContext[Service], name: str, arguments: dict[str, Any] | None
+) -> types.CallToolResult:
     service = ctx.lifespan_context
     if name == "list_models":
         return _answer(service.list_models(arguments))
@@ -245,7 +290,9 @@ def _icon() -> types.Icon:
     from importlib import resources
 
     data = resources.files("imagegate").joinpath("icon.png").read_bytes()
-    return types.Icon(src="data:image/png;base64," + codec.b64encode(data), mime_type="image/png", sizes=["64x64"])
+    return types.Icon(
+        src="data:image/png;base64," + codec.b64encode(data), mime_type="image/png", sizes=["64x64"]
+    )
 
 
 def create_server(service_factory: Callable[[], Service] = build_service) -> Server[Service]:
@@ -262,12 +309,18 @@ def create_server(service_factory: Callable[[], Service] = build_service) -> Ser
         finally:
             await service.aclose()
 
-    async def list_tools(ctx: ServerRequestContext[Service], _: types.PaginatedRequestParams | None) -> types.ListToolsResult:
+    async def list_tools(
+        ctx: ServerRequestContext[Service], _: types.PaginatedRequestParams | None
+    ) -> types.ListToolsResult:
         return types.ListToolsResult(tools=_tools(ctx.lifespan_context, _client(ctx)))
 
-    async def call_tool(ctx: ServerRequestContext[Service], params: types.CallToolRequestParams) -> types.CallToolResult:
+    async def call_tool(
+        ctx: ServerRequestContext[Service], params: types.CallToolRequestParams
+    ) -> types.CallToolResult:
         if params.name not in TOOL_DESCRIPTIONS:
-            offered = ", ".join(t.name for t in _tools(ctx.lifespan_context, _client(ctx)))  # only what this client saw
+            offered = ", ".join(
+                t.name for t in _tools(ctx.lifespan_context, _client(ctx))
+            )  # only what this client saw
             raise MCPError(types.INVALID_PARAMS, f'unknown tool "{shown(params.name)}"; tools: {offered}')
         try:
             return await _dispatch(ctx, params.name, params.arguments)
@@ -279,7 +332,9 @@ def create_server(service_factory: Callable[[], Service] = build_service) -> Ser
             log.exception("internal error in %s (ref %s)", params.name, ref)
             return _text(f"internal error (ref {ref}); the server log on stderr has details", is_error=True)
 
-    async def list_resources(ctx: ServerRequestContext[Service], _: types.PaginatedRequestParams | None) -> types.ListResourcesResult:
+    async def list_resources(
+        ctx: ServerRequestContext[Service], _: types.PaginatedRequestParams | None
+    ) -> types.ListResourcesResult:
         images = await anyio.to_thread.run_sync(gallery.list_images, ctx.lifespan_context.settings.output_dir)
         return types.ListResourcesResult(resources=[_resource(i) for i in images])
 
@@ -290,11 +345,16 @@ def create_server(service_factory: Callable[[], Service] = build_service) -> Ser
             uri_template=gallery.URI_TEMPLATE,
             name="saved-image",
             title="Saved image",
-            description="An image imagegate saved (date YYYY-MM-DD, file name as in a result); read it for the file and its sidecar.",
+            description=(
+                "An image imagegate saved (date YYYY-MM-DD, file name as in a result); "
+                "read it for the file and its sidecar."
+            ),
         )
         return types.ListResourceTemplatesResult(resource_templates=[template])
 
-    async def read_resource(ctx: ServerRequestContext[Service], params: types.ReadResourceRequestParams) -> types.ReadResourceResult:
+    async def read_resource(
+        ctx: ServerRequestContext[Service], params: types.ReadResourceRequestParams
+    ) -> types.ReadResourceResult:
         read = partial(gallery.read_image, ctx.lifespan_context.settings.output_dir, params.uri)
         try:
             image, data = await anyio.to_thread.run_sync(read)
@@ -303,7 +363,9 @@ def create_server(service_factory: Callable[[], Service] = build_service) -> Ser
         except Exception:  # never echo a foreign exception's text (STYLE 9)
             ref = uuid.uuid4().hex[:8]
             log.exception("internal error reading a resource (ref %s)", ref)
-            raise MCPError(types.INTERNAL_ERROR, f"internal error (ref {ref}); the server log on stderr has details") from None
+            raise MCPError(
+                types.INTERNAL_ERROR, f"internal error (ref {ref}); the server log on stderr has details"
+            ) from None
         return _resource_contents(image, data)
 
     return Server(

@@ -29,8 +29,6 @@ MCPB_DEFAULT_EXCLUDES = (
 )  # fmt: skip
 
 
-
-
 class BundleError(Exception):
     """Raised when a bundle cannot be built; the message says why."""
 

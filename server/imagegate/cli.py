@@ -21,6 +21,8 @@ from .service import Service, build_service
 __all__ = ["main"]
 
 EXIT_OK, EXIT_REFUSED, EXIT_CONFIG, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="imagegate", description="Image generation MCP server and CLI.")
     parser.add_argument("--version", action="version", version=f"imagegate {__version__}")
@@ -29,7 +31,13 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--transport", choices=["stdio", "http"], default="stdio")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--allow-host", action="append", default=[], metavar="HOST[:PORT]", help="a Host clients use (binds beyond loopback)")
+    serve.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        metavar="HOST[:PORT]",
+        help="a Host clients use (binds beyond loopback)",
+    )
     models = sub.add_parser("models", help="list models and who serves them")
     models.add_argument("--provider")
     models.add_argument("--capability", choices=["generate", "edit", "multi_reference", "mask"])
@@ -44,13 +52,27 @@ def _parser() -> argparse.ArgumentParser:
         cmd.add_argument("prompt")
         cmd.add_argument("-m", "--model", required=True)
         if name == "edit":
-            cmd.add_argument("-i", "--image", action="append", required=True, dest="images", help="input image (repeatable)")
+            cmd.add_argument(
+                "-i",
+                "--image",
+                action="append",
+                required=True,
+                dest="images",
+                help="input image (repeatable)",
+            )
             cmd.add_argument("--mask")
         cmd.add_argument("-p", "--provider")
         cmd.add_argument("-s", "--size", help="WxH pixels, W:H ratio or auto")
         cmd.add_argument("-r", "--resolution", help="tier: 1K, 2K, 4K")
         cmd.add_argument("-n", type=int, help="how many images")
-        cmd.add_argument("-o", "--option", action="append", default=[], metavar="KEY=VALUE", help="a knob such as quality=high or seed=7")
+        cmd.add_argument(
+            "-o",
+            "--option",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="a knob such as quality=high or seed=7",
+        )
         cmd.add_argument("--json", action="store_true", help="print the result metadata as JSON")
     doctor = sub.add_parser("doctor", help="which providers are configured and reachable, where files go")
     doctor.add_argument("--json", action="store_true", help="print JSON for scripts")
@@ -75,7 +97,11 @@ def _models_table(answer: ModelsAnswer) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r[:4], widths, strict=True)) + "  " + r[4] for r in rows]
     aliases = [f"  {m.id}: {', '.join(m.aliases)}" for m in answer.models if m.aliases]
-    return "\n".join(lines + (["", "Aliases (any of them works as -m / model):", *aliases] if aliases else []) + ([answer.hint] if answer.hint else []))
+    return "\n".join(
+        lines
+        + (["", "Aliases (any of them works as -m / model):", *aliases] if aliases else [])
+        + ([answer.hint] if answer.hint else [])
+    )
 
 
 def _options(pairs: Sequence[str]) -> dict[str, Any]:
@@ -93,7 +119,14 @@ def _options(pairs: Sequence[str]) -> dict[str, Any]:
 
 
 def _image_arguments(args: argparse.Namespace) -> dict[str, Any]:
-    arguments = {"model": args.model, "prompt": args.prompt, "provider": args.provider, "size": args.size, "resolution": args.resolution, "n": args.n}
+    arguments = {
+        "model": args.model,
+        "prompt": args.prompt,
+        "provider": args.provider,
+        "size": args.size,
+        "resolution": args.resolution,
+        "n": args.n,
+    }
     if args.command == "edit":
         arguments |= {"images": args.images, "mask": args.mask}
     return arguments | _options(args.option)
@@ -136,7 +169,12 @@ def _run(service: Service, args: argparse.Namespace) -> int:
         answer = service.list_models({"provider": args.provider, "capability": args.capability})
         print(answer.model_dump_json(indent=2) if args.json else _models_table(answer))
     elif args.command == "sizes":
-        _print(service.supported_sizes({"model": args.model, "provider": args.provider, "resolution": args.resolution}), args.json)
+        _print(
+            service.supported_sizes(
+                {"model": args.model, "provider": args.provider, "resolution": args.resolution}
+            ),
+            args.json,
+        )
     return EXIT_OK
 
 
@@ -150,7 +188,9 @@ def _serve(service: Service, args: argparse.Namespace) -> int:
         serve_http(service, args.host, args.port, args.allow_host)
     else:
         # A person who ran it in a terminal sees why nothing happens; a client's pipe gets nothing.
-        _greet(sys.stdin.isatty() and sys.stderr.isatty(), "MCP server on stdio, waiting for a client to connect")
+        _greet(
+            sys.stdin.isatty() and sys.stderr.isatty(), "MCP server on stdio, waiting for a client to connect"
+        )
         anyio.run(serve_stdio, service)
     return EXIT_OK
 
@@ -188,7 +228,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _main(argv: Sequence[str] | None) -> int:
-    logging.basicConfig(stream=sys.stderr, level=logging.WARNING, format="imagegate %(levelname)s %(message)s")
+    logging.basicConfig(
+        stream=sys.stderr, level=logging.WARNING, format="imagegate %(levelname)s %(message)s"
+    )
     args = _parser().parse_args(argv)
     if args.command == "bundle":  # packs files; needs no settings
         return _bundle(args)

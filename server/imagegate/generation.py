@@ -140,7 +140,12 @@ class Generator:
         return self._merge(request, work, time.monotonic() - started)
 
     async def _heartbeat(
-        self, progress: Progress, provider: str, started: float, work: list[_BatchRun], scope: anyio.CancelScope
+        self,
+        progress: Progress,
+        provider: str,
+        started: float,
+        work: list[_BatchRun],
+        scope: anyio.CancelScope,
     ) -> None:
         # Clients reset their idle timeouts on progress; say something at least every few seconds.
         while not scope.cancel_called:
@@ -202,7 +207,8 @@ class Generator:
         client: ProviderClient,
         made: Previews,
     ) -> bool:
-        """Save one image (True when saved); whatever goes wrong costs this image only, and is kept as its error."""
+        """Save one image (True when saved); whatever goes wrong costs this image only, and is
+        kept as its error."""
         try:
             batch.saved.append(await self._save(request, batch, artifact, index, client, made))
             return True
@@ -248,7 +254,9 @@ class Generator:
         )
         usage = batch.reply.usage if batch.reply else None
         try:
-            await anyio.to_thread.run_sync(self.store.write_sidecar, saved, _sidecar(request, image, index, usage))
+            await anyio.to_thread.run_sync(
+                self.store.write_sidecar, saved, _sidecar(request, image, index, usage)
+            )
         except (
             StorageError
         ) as e:  # the image is saved: say so, and where, rather than lose it behind its sidecar

@@ -30,8 +30,22 @@ MAX_INPUT_PIXELS = 8192 * 8192
 """Decompression-bomb cap: nothing larger is decoded, from an agent or from an upstream."""
 QUALITY_LADDER = (80, 72, 64, 56)
 MIN_PREVIEW_EDGE = 64
-MIME = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp", "GIF": "image/gif", "BMP": "image/bmp", "TIFF": "image/tiff"}
-EXTENSION = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp", "image/gif": "gif", "image/bmp": "bmp", "image/tiff": "tiff"}
+MIME = {
+    "PNG": "image/png",
+    "JPEG": "image/jpeg",
+    "WEBP": "image/webp",
+    "GIF": "image/gif",
+    "BMP": "image/bmp",
+    "TIFF": "image/tiff",
+}
+EXTENSION = {
+    "image/png": "png",
+    "image/jpeg": "jpg",
+    "image/webp": "webp",
+    "image/gif": "gif",
+    "image/bmp": "bmp",
+    "image/tiff": "tiff",
+}
 
 
 Source = bytes | bytearray | BinaryIO
@@ -177,7 +191,9 @@ def make_preview(source: Source, max_edge: int, max_bytes: int, keep_alpha: bool
     return None
 
 
-def draw_placeholder(width: int, height: int, prompt: str, label: str, seed: int, inputs: tuple[bytes, ...] = ()) -> bytes:
+def draw_placeholder(
+    width: int, height: int, prompt: str, label: str, seed: int, inputs: tuple[bytes, ...] = ()
+) -> bytes:
     """A deterministic test picture: a seeded colour field, the prompt, the size and `label`,
     with thumbnails of the input images for edits. PNG bytes."""
     import random
@@ -188,7 +204,9 @@ def draw_placeholder(width: int, height: int, prompt: str, label: str, seed: int
     rng = random.Random(seed)
     top, bottom = (tuple(rng.randrange(40, 200) for _ in range(3)) for _ in range(2))
     picture = Image.linear_gradient("L").resize((width, height))
-    picture = Image.composite(Image.new("RGB", (width, height), top), Image.new("RGB", (width, height), bottom), picture)
+    picture = Image.composite(
+        Image.new("RGB", (width, height), top), Image.new("RGB", (width, height), bottom), picture
+    )
     for i, data in enumerate(inputs[:4]):
         thumb = _shrunk(_open(data).convert("RGB"), max(16, min(width, height) // 4))
         picture.paste(thumb, (8 + i * (thumb.width + 8), height - thumb.height - 8))
@@ -196,7 +214,16 @@ def draw_placeholder(width: int, height: int, prompt: str, label: str, seed: int
     size = max(10, min(width, height) // 16)
     font = ImageFont.load_default(size=size)
     lines = [label, f"{width}x{height}", *textwrap.wrap(prompt, width=max(12, width // (size // 2 + 1)))[:6]]
-    draw.multiline_text((width / 2, height / 2), "\n".join(lines), fill="white", anchor="mm", align="center", font=font, stroke_width=2, stroke_fill="black")
+    draw.multiline_text(
+        (width / 2, height / 2),
+        "\n".join(lines),
+        fill="white",
+        anchor="mm",
+        align="center",
+        font=font,
+        stroke_width=2,
+        stroke_fill="black",
+    )
     out = io.BytesIO()
     picture.save(out, "PNG")
     return out.getvalue()

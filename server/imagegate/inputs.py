@@ -38,10 +38,12 @@ SCHEME = re.compile(r"^([a-z][a-z0-9+.-]+):", re.IGNORECASE)
 OPEN_FLAGS = (
     os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
 )
-"""NOFOLLOW: a symlink swapped in after the roots check is not followed; NONBLOCK: a FIFO cannot hang the open."""
+"""NOFOLLOW: a symlink swapped in after the roots check is not followed; NONBLOCK: a FIFO
+cannot hang the open."""
 ANY_INPUT = "an existing image file, an http(s) URL or a data: URL"
 Fetch = Callable[[str, int, "str | None"], Awaitable[bytes]]
 """(URL, byte limit, the checked address to connect to or None) -> the body."""
+
 
 @dataclass(frozen=True)
 class InputPolicy(AddressPolicy):
@@ -63,7 +65,10 @@ def _allowed_path(name: str, ref: str, roots: tuple[Path, ...]) -> Path:
         raise refusal(name, ref, ANY_INPUT, "is not a usable path") from None
     if roots and not any(path.is_relative_to(root) for root in roots):
         where = ", ".join(str(r) for r in roots)
-        why = f"is outside the folders input images may come from ({where}); copy it there, or add its folder to IMAGEGATE_INPUT_ROOTS"
+        why = (
+            f"is outside the folders input images may come from ({where}); copy it there, "
+            "or add its folder to IMAGEGATE_INPUT_ROOTS"
+        )
         raise refusal(name, ref, [str(r) for r in roots], why)
     return path
 
@@ -74,7 +79,11 @@ def _read_file(name: str, ref: str, limit: int, roots: tuple[Path, ...]) -> byte
     try:
         fd = os.open(path, OPEN_FLAGS)
     except (FileNotFoundError, NotADirectoryError):
-        where = "" if Path(ref).expanduser().is_absolute() else f" (looked for in the server's working directory, {Path.cwd()}; give an absolute path)"
+        where = (
+            ""
+            if Path(ref).expanduser().is_absolute()
+            else f" (looked for in the server's working directory, {Path.cwd()}; give an absolute path)"
+        )
         raise refusal(name, ref, ANY_INPUT, f"does not exist{where}") from None
     except OSError as e:
         raise refusal(name, ref, "a readable file", f"cannot be read ({e.strerror})") from None
@@ -113,7 +122,10 @@ async def _load_bytes(name: str, ref: str, form: str, limit: int, fetch: Fetch, 
         scheme = SCHEME.match(ref)
         if scheme:  # file:, ftp:, gopher:… were once read as odd relative paths; say what is taken instead
             hint = "; a file name with a colon can be given as ./name" if scheme[1].lower() != "file" else ""
-            why = f"uses the {scheme[1]}: scheme, which is not accepted; give a plain local path, an http(s) URL or a data: URL{hint}"
+            why = (
+                f"uses the {scheme[1]}: scheme, which is not accepted; "
+                f"give a plain local path, an http(s) URL or a data: URL{hint}"
+            )
             raise refusal(name, ref, "a local path, an http(s) URL or a data: URL", why)
         return await anyio.to_thread.run_sync(_read_file, name, ref, limit, policy.roots)
     if form == "base64":
@@ -206,7 +218,10 @@ async def load_inputs(
     total = sum(len(i.data) for i in (*images, mask) if i is not None and i.data is not None)
     if route.inputs.max_total_bytes and total > route.inputs.max_total_bytes:
         limit = route.inputs.max_total_bytes
-        why = f"hold {total} bytes together; {route.where} takes at most {limit} bytes of input images in one request"
+        why = (
+            f"hold {total} bytes together; {route.where} takes at most {limit} bytes "
+            "of input images in one request"
+        )
         raise InvalidRequest(
             "images", f"{len(request.images)} images", f"at most {limit} bytes in all", f"images {why}"
         )

@@ -45,7 +45,10 @@ def bounded(reply: AdapterReply, count: int, client: ProviderClient, warnings: l
     artifacts = reply.artifacts
     if len(artifacts) > count:
         extra = len(artifacts) - count
-        warnings.append(f"{client.profile.id} returned {len(artifacts)} images for {count} asked in one call; the {extra} extra were not saved")
+        warnings.append(
+            f"{client.profile.id} returned {len(artifacts)} images for {count} asked in one call; "
+            f"the {extra} extra were not saved"
+        )
         artifacts = artifacts[:count]
     return replace(
         reply,
@@ -53,8 +56,7 @@ def bounded(reply: AdapterReply, count: int, client: ProviderClient, warnings: l
             replace(a, revised_prompt=upstream_text(client, a.revised_prompt)) for a in artifacts
         ),
         warnings=tuple(
-            replace(w, detail=upstream_text(client, w.detail) or "")
-            for w in reply.warnings[: count + 8]
+            replace(w, detail=upstream_text(client, w.detail) or "") for w in reply.warnings[: count + 8]
         ),
         failures=tuple(upstream_text(client, f) or "" for f in reply.failures[:count]),
         note=upstream_text(client, reply.note),
@@ -81,9 +83,7 @@ def upstream_value(client: ProviderClient, value: Any, depth: int) -> Any:
     if isinstance(value, (list, tuple)):
         return [upstream_value(client, v, depth + 1) for v in value[:MAX_USAGE_ITEMS]]
     return (
-        value
-        if value is None or isinstance(value, (bool, int, float))
-        else upstream_text(client, str(value))
+        value if value is None or isinstance(value, (bool, int, float)) else upstream_text(client, str(value))
     )
 
 

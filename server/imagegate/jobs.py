@@ -103,7 +103,10 @@ class Jobs:
         self._forget_old()
         job = self._jobs.get(job_id)
         if job is None:
-            message = f'job "{shown(job_id)}" is unknown here; jobs are kept for an hour by the server process that started them'
+            message = (
+                f'job "{shown(job_id)}" is unknown here; '
+                "jobs are kept for an hour by the server process that started them"
+            )
             raise InvalidRequest("job", shown(job_id), None, message)
         return job
 

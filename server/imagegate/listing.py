@@ -43,7 +43,8 @@ class ModelsAnswer(BaseModel):
     def text(self) -> str:
         """One line per model: what it does and who serves it (✓ = configured)."""
         lines = [_model_line(m) for m in self.models]
-        head = f"{len(self.models)} models; configured providers: {', '.join(self.configured_providers) or 'none'}"
+        configured = ", ".join(self.configured_providers) or "none"
+        head = f"{len(self.models)} models; configured providers: {configured}"
         return "\n".join([head, *lines, *([self.hint] if self.hint else [])])
 
 
@@ -69,21 +70,27 @@ class SizesAnswer(BaseModel):
 
     def text(self) -> str:
         """A compact statement of the sizes, for agents and people."""
-        head = f"{self.model} via {self.provider} ({self.rule} rule){'' if self.configured else ' [provider not configured]'}"
+        missing = "" if self.configured else " [provider not configured]"
+        head = f"{self.model} via {self.provider} ({self.rule} rule){missing}"
         lines = [head, f"accepts: {self.accepts}", f"default: {self.default or 'chosen by the upstream'}"]
         if self.resolutions:
             lines.append(f"resolutions: {', '.join(self.resolutions)}")
         lines += [f"  {s.size}  {s.ratio}{'  ' + s.tier if s.tier else ''}" for s in self.sizes]
         if self.sizes_with_references is not None:
             lines.append("with reference images:")
-            lines += [f"  {s.size}  {s.ratio}{'  ' + s.tier if s.tier else ''}" for s in self.sizes_with_references]
+            lines += [
+                f"  {s.size}  {s.ratio}{'  ' + s.tier if s.tier else ''}" for s in self.sizes_with_references
+            ]
         return "\n".join(lines)
 
 
 def _model_line(m: ModelEntry) -> str:
     via = ", ".join(f"{p.id}{' ✓' if p.configured else ''}" for p in m.providers)
     also = f" (also: {', '.join(m.aliases)})" if m.aliases else ""
-    return f"{m.id}{also} — {m.label}; {', '.join(m.capabilities)}; n≤{m.max_n}; {'/'.join(m.formats)}; via {via}"
+    return (
+        f"{m.id}{also} — {m.label}; {', '.join(m.capabilities)}; n≤{m.max_n}; "
+        f"{'/'.join(m.formats)}; via {via}"
+    )
 
 
 def _entry(router: Router, model_id: str, routes: list[Route]) -> ModelEntry:
@@ -98,7 +105,12 @@ def _entry(router: Router, model_id: str, routes: list[Route]) -> ModelEntry:
         formats=list(best.output_formats),
         available=any(router.configured(r.provider) for r in routes),
         providers=[
-            ProviderEntry(id=r.provider, upstream=r.upstream, configured=router.configured(r.provider), env=router.credentials[r.provider].key_env)
+            ProviderEntry(
+                id=r.provider,
+                upstream=r.upstream,
+                configured=router.configured(r.provider),
+                env=router.credentials[r.provider].key_env,
+            )
             for r in routes
         ],
     )
@@ -119,14 +131,19 @@ def list_models(router: Router, provider: str | None = None, capability: str | N
     if not router.has_real_provider():
         names = [v for p in router.provider_order if (v := router.credentials[p].key_env)]
         hint = (
-            f"No provider key is set, so only the offline placeholder model is offered (test images, no upstream); "
+            "No provider key is set, so only the offline placeholder model is offered "
+            "(test images, no upstream); "
             f"set one of {', '.join(names)} for real models."
         )
     return ModelsAnswer(models=entries, configured_providers=configured, hint=hint)
 
 
 def _sizes(options: list[SizeOption], tier: str | None) -> list[SizeEntry]:
-    return [SizeEntry(size=o.pixels, width=o.width, height=o.height, ratio=o.ratio, tier=o.tier) for o in options if tier is None or o.tier == tier]
+    return [
+        SizeEntry(size=o.pixels, width=o.width, height=o.height, ratio=o.ratio, tier=o.tier)
+        for o in options
+        if tier is None or o.tier == tier
+    ]
 
 
 def _route(router: Router, model: str, provider: str | None) -> Route:
@@ -137,17 +154,29 @@ def _route(router: Router, model: str, provider: str | None) -> Route:
     route = next((r for r in routes if r.provider == provider), None)
     if route is None:
         offering = [r.provider for r in routes]
-        raise InvalidRequest("provider", shown(provider), offering, f'provider "{shown(provider)}" does not offer {model_id}; it is offered by {", ".join(offering)}')
+        raise InvalidRequest(
+            "provider",
+            shown(provider),
+            offering,
+            f'provider "{shown(provider)}" does not offer {model_id}; it is offered by {", ".join(offering)}',
+        )
     return route
 
 
-def supported_sizes(router: Router, model: str, provider: str | None = None, resolution: str | None = None) -> SizesAnswer:
+def supported_sizes(
+    router: Router, model: str, provider: str | None = None, resolution: str | None = None
+) -> SizesAnswer:
     """Every size a route supports (or its rule), its default and its resolution tiers."""
     route = _route(router, model, provider)
     tiers = rule_tiers(route.sizes)
     if resolution is not None and resolution not in tiers:
         allowed = ", ".join(tiers) or "none (no tiers)"
-        raise InvalidRequest("resolution", shown(resolution), tiers, f'resolution "{shown(resolution)}" is not offered by {route.where}; use {allowed}')
+        raise InvalidRequest(
+            "resolution",
+            shown(resolution),
+            tiers,
+            f'resolution "{shown(resolution)}" is not offered by {route.where}; use {allowed}',
+        )
     refs = route.sizes_with_references
     return SizesAnswer(
         model=route.model,

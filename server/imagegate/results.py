@@ -74,7 +74,10 @@ def summary(outcome: Outcome, extra_warnings: Sequence[str] = ()) -> str:
     """What a person or an agent reads first: what was made, where it is, what went wrong."""
     route = outcome.request.route
     count = len(outcome.images)
-    head = f"{count} image{'s' if count != 1 else ''} from {route.model} via {route.provider} in {outcome.seconds:.1f} s ({outcome.calls} call{'s' if outcome.calls != 1 else ''}):"
+    head = (
+        f"{count} image{'s' if count != 1 else ''} from {route.model} via {route.provider} "
+        f"in {outcome.seconds:.1f} s ({outcome.calls} call{'s' if outcome.calls != 1 else ''}):"
+    )
     lines = [head, *(f"- {i.path} ({i.width}x{i.height})" for i in outcome.images)]
     lines += [f"warning: {w}" for w in (*outcome.warnings, *extra_warnings)]
     return "\n".join(lines)
@@ -84,5 +87,9 @@ def previews(outcome: Outcome) -> tuple[list[Preview], list[str]]:
     """The previews made as the images arrived, and a note naming the images that have none
     (past what the result budget shows, or not decodable as a preview)."""
     dropped = [image.path.name for image in outcome.images if image.preview is None]
-    notes = [f"previews omitted to stay within the result budget: {', '.join(dropped)} (open the saved files)"] if dropped else []
+    notes = (
+        [f"previews omitted to stay within the result budget: {', '.join(dropped)} (open the saved files)"]
+        if dropped
+        else []
+    )
     return [image.preview for image in outcome.images if image.preview is not None], notes

@@ -34,7 +34,10 @@ class Router:
     def _order(self, settings: Settings) -> tuple[str, ...]:
         unknown = [p for p in settings.priority if p not in self.catalog.providers]
         if unknown:
-            raise ConfigError(f"config: priority: unknown provider {unknown[0]!r}; known: {', '.join(self.catalog.providers)}")
+            raise ConfigError(
+                f"config: priority: unknown provider {unknown[0]!r}; "
+                f"known: {', '.join(self.catalog.providers)}"
+            )
         rest = sorted(
             (p for p in self.catalog.providers if p not in settings.priority),
             key=lambda p: (self._file_priority(settings, p), p),
@@ -77,7 +80,9 @@ class Router:
         return [
             r
             for r in self.routes
-            if (self.configured(r.provider) or not configured_only) and (cap is None or r.can(cap)) and r.provider not in hidden
+            if (self.configured(r.provider) or not configured_only)
+            and (cap is None or r.can(cap))
+            and r.provider not in hidden
         ]
 
     def _hidden_offline(self) -> set[str]:
@@ -102,7 +107,13 @@ class Router:
             raise InvalidRequest("model", shown(name), near, f'model "{shown(name)}" is unknown; {hint}')
         if model_id not in self.enabled:
             allowed = sorted(self.enabled)
-            raise InvalidRequest("model", shown(name), allowed, f'model "{shown(name)}" is not enabled here (IMAGEGATE_MODELS); use one of {", ".join(allowed)}')
+            raise InvalidRequest(
+                "model",
+                shown(name),
+                allowed,
+                f'model "{shown(name)}" is not enabled here (IMAGEGATE_MODELS); '
+                f"use one of {', '.join(allowed)}",
+            )
         return model_id
 
     def choose(self, model: str, provider: str | None, tool: str) -> Route:
@@ -113,7 +124,12 @@ class Router:
             return self._chosen_provider(model_id, provider, routes, tool)
         capable = [r for r in routes if r.can(TOOL_CAPABILITY[tool])]
         if not capable:
-            raise InvalidRequest("model", model, self._models_for(tool), f"{model_id} cannot {tool} images; models that can: {', '.join(self._models_for(tool))}")
+            raise InvalidRequest(
+                "model",
+                model,
+                self._models_for(tool),
+                f"{model_id} cannot {tool} images; models that can: {', '.join(self._models_for(tool))}",
+            )
         ready = [r for r in capable if self.configured(r.provider)]
         if ready:
             return ready[0]
@@ -123,12 +139,26 @@ class Router:
         offering = [r.provider for r in routes]
         route = next((r for r in routes if r.provider == provider), None)
         if route is None:
-            what = "unknown provider" if provider not in self.catalog.providers else f"{shown(provider)} does not offer {model_id}"
-            raise InvalidRequest("provider", shown(provider), offering, f'provider "{shown(provider)}": {what}; {model_id} is offered by {", ".join(offering)}')
+            what = (
+                "unknown provider"
+                if provider not in self.catalog.providers
+                else f"{shown(provider)} does not offer {model_id}"
+            )
+            raise InvalidRequest(
+                "provider",
+                shown(provider),
+                offering,
+                f'provider "{shown(provider)}": {what}; {model_id} is offered by {", ".join(offering)}',
+            )
         if not route.can(TOOL_CAPABILITY[tool]):
             able = [r.provider for r in routes if r.can(TOOL_CAPABILITY[tool])]
             others = ", ".join(able) if able else "none"
-            raise InvalidRequest("provider", provider, able, f"{route.where} cannot {tool} images; providers that can {tool} {model_id}: {others}")
+            raise InvalidRequest(
+                "provider",
+                provider,
+                able,
+                f"{route.where} cannot {tool} images; providers that can {tool} {model_id}: {others}",
+            )
         if not self.configured(provider):
             raise self._not_configured(model_id, [route])
         return route
@@ -139,4 +169,7 @@ class Router:
     def _not_configured(self, model_id: str, routes: list[Route]) -> NotConfigured:
         env_vars = list(dict.fromkeys(v for r in routes if (v := self.credentials[r.provider].key_env)))
         names = ", ".join(f"{r.provider} ({self.credentials[r.provider].key_env})" for r in routes)
-        return NotConfigured(f"{model_id} is offered by {names}, but none is configured; set {' or '.join(env_vars)}", env_vars=env_vars)
+        return NotConfigured(
+            f"{model_id} is offered by {names}, but none is configured; set {' or '.join(env_vars)}",
+            env_vars=env_vars,
+        )

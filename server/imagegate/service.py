@@ -48,12 +48,16 @@ class Service:
         """Check a generate_image / edit_image call completely; raise InvalidRequest or NotConfigured."""
         return self.validator.validate(IMAGE_TOOLS[tool_name], arguments)
 
-    async def run_image_tool(self, tool_name: str, arguments: Mapping[str, Any] | None, progress: Progress) -> Outcome:
+    async def run_image_tool(
+        self, tool_name: str, arguments: Mapping[str, Any] | None, progress: Progress
+    ) -> Outcome:
         """Validate, then generate or edit, waiting for the end (the CLI); every image is saved
         before this returns. No previews: a person has the files."""
         return await self.generator.run(self.validate(tool_name, arguments), progress)
 
-    def start_image_tool(self, tool_name: str, arguments: Mapping[str, Any] | None, progress: Progress) -> Job:
+    def start_image_tool(
+        self, tool_name: str, arguments: Mapping[str, Any] | None, progress: Progress
+    ) -> Job:
         """Validate at once (raising InvalidRequest or NotConfigured), then run the call as a job that
         can outlive its request (the MCP tools), with previews as the settings size them."""
         request = self.validate(tool_name, arguments)
@@ -99,7 +103,9 @@ def _image_schemas(router: Router, catalog: Catalog, conditionals: bool) -> dict
     for tool_name, tool in IMAGE_TOOLS.items():
         # With no provider configured, advertise every model: a call then says which key to set.
         routes = router.default_routes(tool) or router.default_routes(tool, configured_only=False)
-        providers = list(dict.fromkeys(r.provider for r in router.offered_routes(tool))) or list(router.provider_order)
+        providers = list(dict.fromkeys(r.provider for r in router.offered_routes(tool))) or list(
+            router.provider_order
+        )
         schema = flat_schema(tool, routes, catalog.knobs, providers)
         if conditionals:
             schema |= conditional_chain(tool, routes, catalog.knobs)
@@ -124,7 +130,9 @@ def build_service(
     settings = load_settings(env)
     catalog = load_catalog(settings.additions, protocols=protocol_rules())
     router = Router(catalog, settings)
-    schemas = _image_schemas(router, catalog, settings.schema_conditionals) | listing_schemas(router.provider_order)
+    schemas = _image_schemas(router, catalog, settings.schema_conditionals) | listing_schemas(
+        router.provider_order
+    )
     validator = Validator(router, catalog.knobs, schemas)
     registry = Registry(
         credentials=router.credentials,

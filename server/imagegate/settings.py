@@ -137,7 +137,8 @@ class Settings:
     """IMAGEGATE_WAIT_BUDGET: seconds a call waits before handing back a job id (0: always wait);
     None: the default for the client (see CLIENT_WAIT_BUDGETS)."""
     http_token: SecretStr | None = None
-    """IMAGEGATE_HTTP_TOKEN: the bearer token the HTTP transport requires (environment only: no secret in files)."""
+    """IMAGEGATE_HTTP_TOKEN: the bearer token the HTTP transport requires (environment only:
+    no secret in files)."""
     config_path: Path | None = None
     additions: CatalogAdditions = field(default_factory=lambda: CatalogAdditions(source="(none)"))
     env: Mapping[str, str] = field(default_factory=dict, repr=False)

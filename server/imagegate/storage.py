@@ -94,8 +94,14 @@ class Sidecar:
             "index": self.index,
             "options": dict(self.options),
             "extra": dict(self.extra),
-            "inputs": [_shown_input(r) for r in self.inputs] + ([f"mask: {_shown_input(self.mask)}"] if self.mask else []),
-            "image": {"width": self.width, "height": self.height, "mime_type": self.mime_type, "bytes": self.bytes},
+            "inputs": [_shown_input(r) for r in self.inputs]
+            + ([f"mask: {_shown_input(self.mask)}"] if self.mask else []),
+            "image": {
+                "width": self.width,
+                "height": self.height,
+                "mime_type": self.mime_type,
+                "bytes": self.bytes,
+            },
             "revised_prompt": self.revised_prompt,
             "seed": self.seed,
             "usage": self.usage,

@@ -244,7 +244,9 @@ def serve_http(service: Service, host: str, port: int, allowed_hosts: Sequence[s
     security = None
     if allowed_hosts:
         origins = [f"{scheme}://{h}" for h in allowed_hosts for scheme in ("http", "https")]
-        security = TransportSecuritySettings(enable_dns_rebinding_protection=True, allowed_hosts=list(allowed_hosts), allowed_origins=origins)
+        security = TransportSecuritySettings(
+            enable_dns_rebinding_protection=True, allowed_hosts=list(allowed_hosts), allowed_origins=origins
+        )
     elif host not in LOOPBACK_HOSTS:
         log.warning("serving on %s with no --allow-host: Host and Origin are not checked", host)
     server = create_server(lambda: service)
@@ -268,7 +270,9 @@ def require_event_stream(app: Any) -> Any:
         if scope["type"] == "http" and scope.get("method") == "GET":
             accept = b",".join(value for name, value in scope.get("headers") or [] if name == b"accept")
             if b"text/event-stream" not in accept.lower():
-                body = framing.invalid("GET opens an event stream: send Accept: text/event-stream, or POST a request", None)
+                body = framing.invalid(
+                    "GET opens an event stream: send Accept: text/event-stream, or POST a request", None
+                )
                 headers = [(b"content-type", b"application/json")]
                 await send({"type": "http.response.start", "status": 406, "headers": headers})
                 await send({"type": "http.response.body", "body": body.encode()})

@@ -31,7 +31,14 @@ JSON_TYPES: dict[str, tuple[type, ...]] = {
     "array": (list,),
     "object": (dict,),
 }
-TYPE_NAMES = {"string": "a string", "integer": "an integer", "number": "a number", "boolean": "true or false", "array": "a list", "object": "an object"}
+TYPE_NAMES = {
+    "string": "a string",
+    "integer": "an integer",
+    "number": "a number",
+    "boolean": "true or false",
+    "array": "a list",
+    "object": "an object",
+}
 
 
 @dataclass(frozen=True)
@@ -60,8 +67,14 @@ def _type_ok(value: object, kind: str) -> bool:
 def _check_number(name: str, value: float, prop: Schema, where: str) -> None:
     lo, hi = prop.get("minimum"), prop.get("maximum")
     if (lo is not None and value < lo) or (hi is not None and value > hi):
-        span = f"{lo} to {hi}" if lo is not None and hi is not None else (f"at least {lo}" if lo is not None else f"at most {hi}")
-        raise InvalidRequest(name, value, span, f"{name} {shown(value)} is out of range for {where}; use {span}")
+        span = (
+            f"{lo} to {hi}"
+            if lo is not None and hi is not None
+            else (f"at least {lo}" if lo is not None else f"at most {hi}")
+        )
+        raise InvalidRequest(
+            name, value, span, f"{name} {shown(value)} is out of range for {where}; use {span}"
+        )
 
 
 def _check_string(name: str, value: str, prop: Schema, where: str) -> None:
@@ -69,9 +82,19 @@ def _check_string(name: str, value: str, prop: Schema, where: str) -> None:
         raise InvalidRequest(name, value, "a non-empty string", f"{name} is empty; give a non-empty string")
     if "maxLength" in prop and len(value) > prop["maxLength"]:
         limit = prop["maxLength"]
-        raise InvalidRequest(name, shown(value), f"at most {limit} characters", f"{name} is {len(value)} characters; {where} takes at most {limit}")
+        raise InvalidRequest(
+            name,
+            shown(value),
+            f"at most {limit} characters",
+            f"{name} is {len(value)} characters; {where} takes at most {limit}",
+        )
     if "pattern" in prop and not re.match(prop["pattern"], value):
-        raise InvalidRequest(name, value, 'WxH pixels, a W:H ratio or "auto"', f'{name} "{shown(value)}" is neither "WxH" pixels, a "W:H" ratio nor "auto"')
+        raise InvalidRequest(
+            name,
+            value,
+            'WxH pixels, a W:H ratio or "auto"',
+            f'{name} "{shown(value)}" is neither "WxH" pixels, a "W:H" ratio nor "auto"',
+        )
 
 
 def _check_array(name: str, value: list[Any], prop: Schema, where: str) -> None:
@@ -92,10 +115,17 @@ def check_value(name: str, value: object, prop: Schema | bool, where: str) -> No
     kind = prop.get("type")
     if kind and not _type_ok(value, kind):
         got = f'the string "{shown(value)}"' if isinstance(value, str) else shown(value)
-        raise InvalidRequest(name, shown(value), TYPE_NAMES[kind], f"{name} must be {TYPE_NAMES[kind]}; got {got}")
+        raise InvalidRequest(
+            name, shown(value), TYPE_NAMES[kind], f"{name} must be {TYPE_NAMES[kind]}; got {got}"
+        )
     if "enum" in prop and value not in prop["enum"]:
         allowed = [str(v) for v in prop["enum"]]
-        raise InvalidRequest(name, value, allowed, f'{name} "{shown(value)}" is not offered by {where}; use one of {", ".join(allowed)}')
+        raise InvalidRequest(
+            name,
+            value,
+            allowed,
+            f'{name} "{shown(value)}" is not offered by {where}; use one of {", ".join(allowed)}',
+        )
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         _check_number(name, value, prop, where)
     elif isinstance(value, str):
@@ -112,7 +142,12 @@ def check_object(schema: Schema, args: Mapping[str, Any], where: str) -> None:
             if name not in props:
                 near = difflib.get_close_matches(name, list(props), n=1)
                 hint = f' (did you mean "{near[0]}"?)' if near else ""
-                raise InvalidRequest(shown(name), shown(args[name]), list(props), f'unknown argument "{shown(name)}"{hint}; {where} takes {", ".join(props)}')
+                raise InvalidRequest(
+                    shown(name),
+                    shown(args[name]),
+                    list(props),
+                    f'unknown argument "{shown(name)}"{hint}; {where} takes {", ".join(props)}',
+                )
     for name in schema.get("required", ()):
         if name not in args:
             raise InvalidRequest(name, None, "required", f"{name} is required")
@@ -135,7 +170,10 @@ STRUCTURAL = {"type", "items", "minLength"}
 
 
 def _structure_only(schema: Schema) -> Schema:
-    props = {name: {k: v for k, v in prop.items() if k in STRUCTURAL} for name, prop in schema["properties"].items()}
+    props = {
+        name: {k: v for k, v in prop.items() if k in STRUCTURAL}
+        for name, prop in schema["properties"].items()
+    }
     return {**schema, "properties": props}
 
 
@@ -178,7 +216,9 @@ class Validator:
             raise
         self._check_forms(route, images, args.get("mask"))
         self._check_extra(args.get("extra", {}))
-        size = resolve_size(route.size_rule(len(images)), args.get("size"), args.get("resolution"), route.where)
+        size = resolve_size(
+            route.size_rule(len(images)), args.get("size"), args.get("resolution"), route.where
+        )
         knobs = {k: args[k] for k in route.knobs_for(tool) if k in args}
         return ImageRequest(
             tool=tool,
@@ -207,8 +247,17 @@ class Validator:
 
     def _form_message(self, route: Route, name: str, ref: str, form: str) -> str:
         what = {"file": "a local file", "base64": "inline data", "url": "a URL"}[form]
-        takes = " or ".join({"url": "http(s) URLs", "base64": "inline base64", "file": "uploaded files"}[f] for f in route.inputs.forms or ())
-        others = [r.provider for r in self.router.routes if r.model == route.model and r.provider != route.provider and (not r.inputs.forms or form in r.inputs.forms)]
+        takes = " or ".join(
+            {"url": "http(s) URLs", "base64": "inline base64", "file": "uploaded files"}[f]
+            for f in route.inputs.forms or ()
+        )
+        others = [
+            r.provider
+            for r in self.router.routes
+            if r.model == route.model
+            and r.provider != route.provider
+            and (not r.inputs.forms or form in r.inputs.forms)
+        ]
         hint = f"; providers of {route.model} that take it: {', '.join(others)}" if others else ""
         return f'{name} "{shown(ref)}" is {what}, but {route.where} takes only {takes}{hint}'
 
@@ -216,4 +265,9 @@ class Validator:
         named = {*TOOL_ARGUMENTS["edit"], *self.knob_defs}
         for key in extra:
             if key in named:
-                raise InvalidRequest("extra", key, None, f'extra.{key} duplicates the argument "{key}"; pass it as {key} instead')
+                raise InvalidRequest(
+                    "extra",
+                    key,
+                    None,
+                    f'extra.{key} duplicates the argument "{key}"; pass it as {key} instead',
+                )

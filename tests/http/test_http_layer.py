@@ -182,13 +182,16 @@ def http_date(seconds_ahead: float) -> str:
         pytest.param(lambda: {"retry-after": http_date(30)}, 28.0, 30.5, id="http-date"),
         pytest.param(lambda: {"retry-after": http_date(-30)}, 0.0, 0.0, id="http-date-in-the-past"),
         pytest.param(lambda: {"retry-after-ms": "250"}, 0.25, 0.25, id="milliseconds"),
-        pytest.param(lambda: {"retry-after-ms": "250", "retry-after": "9"}, 0.25, 0.25, id="milliseconds-win"),
+        pytest.param(
+            lambda: {"retry-after-ms": "250", "retry-after": "9"}, 0.25, 0.25, id="milliseconds-win"
+        ),
         pytest.param(lambda: {"retry-after": "soon"}, 0.25, 0.5, id="unparsable-falls-back-to-backoff"),
     ],
 )
 # fmt: on
 async def test_retry_after_is_honoured_in_each_spelling(headers, low, high):
-    upstream = Upstream(reply(429, **headers()), OK)  # headers made now: an HTTP-date is relative to the clock
+    # headers made now: an HTTP-date is relative to the clock
+    upstream = Upstream(reply(429, **headers()), OK)
     async with provider(upstream) as (client, sleeps):
         await client.post_json("/images/generations", {}, default_error)
     assert len(sleeps) == 1 and low <= sleeps[0] <= high
@@ -217,7 +220,8 @@ def answer(status: int, body: Any) -> httpx2.Response:
         (400, {"error": {"message": "bad size", "code": "x"}}, UpstreamError, "upstream_error", "bad size"),
         (401, {"error": {"message": "Incorrect API key."}}, AuthFailed, "auth_failed", "Incorrect API key."),
         (403, {"message": "forbidden region"}, AuthFailed, "auth_failed", "forbidden region"),
-        (402, {"msg": "Insufficient balance."}, InsufficientBalance, "insufficient_balance", "Insufficient balance."),
+        (402, {"msg": "Insufficient balance."}, InsufficientBalance, "insufficient_balance",
+         "Insufficient balance."),
         (404, {"detail": "no such route"}, UpstreamError, "upstream_error", "no such route"),
         (408, "request timeout", UpstreamTimeout, "timeout", "request timeout"),
         (500, {"error": "boom"}, UpstreamError, "upstream_error", "boom"),
@@ -296,7 +300,9 @@ async def test_the_key_goes_in_the_profiles_header_form(auth, header, value):
         pytest.param("https://api.acme.test@evil.test/v1/x", (), False, id="userinfo-trick"),
         pytest.param("https://eu1.delivery.acme.ai/r/1", (".acme.ai",), True, id="trusted-subdomain"),
         pytest.param("https://acme.ai/r/1", (".acme.ai",), True, id="trusted-apex"),
-        pytest.param("http://eu1.delivery.acme.ai/r/1", (".acme.ai",), False, id="trusted-host-but-plain-http"),
+        pytest.param(
+            "http://eu1.delivery.acme.ai/r/1", (".acme.ai",), False, id="trusted-host-but-plain-http"
+        ),
         pytest.param("https://evilacme.ai/r/1", (".acme.ai",), False, id="lookalike-of-dotted-suffix"),
         pytest.param("https://evilacme.ai/r/1", ("acme.ai",), False, id="lookalike-of-undotted-suffix"),
     ],
@@ -384,7 +390,9 @@ async def test_poll_stops_as_soon_as_the_task_is_done():
         waits.append(elapsed)
 
     async with provider(Upstream(OK)) as (client, sleeps):
-        done = await client.poll(fetch, lambda s: s == "done", interval=1.0, max_interval=2.0, on_wait=on_wait)
+        done = await client.poll(
+            fetch, lambda s: s == "done", interval=1.0, max_interval=2.0, on_wait=on_wait
+        )
     assert done == "done"
     assert fetched == ["queued", "running", "done"]
     assert sleeps == [1.0, 1.5] and len(waits) == 2
@@ -444,7 +452,9 @@ async def test_a_pinned_download_connects_to_the_checked_address_and_keeps_the_u
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    client = ProviderClient(ProviderProfile("acme", BASE, SecretStr("test-pin-key")), timeout=5, max_retries=0)
+    client = ProviderClient(
+        ProviderProfile("acme", BASE, SecretStr("test-pin-key")), timeout=5, max_retries=0
+    )
     url = f"http://images.invalid:{server.server_port}/cat.png"
     received = bytearray()
 
@@ -522,7 +532,9 @@ async def test_a_retry_hint_in_the_body_is_for_the_agent_and_the_wait_is_the_bac
 
 async def test_a_404_names_the_url_asked_and_what_sets_the_base_url_never_the_key():
     upstream = Upstream(reply(404, {"detail": "Not Found"}))
-    profile = ProviderProfile(id="acme", base_url="https://api.acme.test", key=SecretStr(KEY), base_url_from="ACME_BASE_URL")
+    profile = ProviderProfile(
+        id="acme", base_url="https://api.acme.test", key=SecretStr(KEY), base_url_from="ACME_BASE_URL"
+    )
     client = ProviderClient(profile, timeout=5, max_retries=0, transport=httpx2.MockTransport(upstream))
     try:
         with pytest.raises(UpstreamError) as caught:

@@ -20,7 +20,9 @@ def png(size: int = 512) -> bytes:
     return out.getvalue()
 
 
-def feed(incoming: Incoming, data: bytes, chunk: int = 4096, pause: float = 0.0005, complete: bool = True) -> threading.Thread:
+def feed(
+    incoming: Incoming, data: bytes, chunk: int = 4096, pause: float = 0.0005, complete: bool = True
+) -> threading.Thread:
     def run() -> None:
         for start in range(0, len(data), chunk):
             incoming.append(data[start : start + chunk])

@@ -280,12 +280,36 @@ REFUSALS = [
     pytest.param("tight", ["wide"], None, "images[0]", "is 200x20", id="edge-too-long"),
     pytest.param("tight", ["many_pixels"], None, "images[0]", "too many pixels", id="too-many-pixels"),
     pytest.param(
-        "shaped", ["wide"], None, "images[0]", "is 200x20; gpt-image-1 via shaped takes width:height from 1:2 to 2:1", id="too-wide"
+        "shaped",
+        ["wide"],
+        None,
+        "images[0]",
+        "is 200x20; gpt-image-1 via shaped takes width:height from 1:2 to 2:1",
+        id="too-wide",
     ),
-    pytest.param("square", ["png"], None, "images[0]", "is 40x30; gpt-image-1 via square takes width:height 1:1", id="not-square"),
-    pytest.param("shaped", ["png"], "huge", "mask", "is 5000 bytes; the limit here is 1000", id="mask-over-its-byte-limit"),
     pytest.param(
-        "square", ["square"], None, "images", "takes at most 1 bytes of input images in one request", id="request-over-its-byte-limit"
+        "square",
+        ["png"],
+        None,
+        "images[0]",
+        "is 40x30; gpt-image-1 via square takes width:height 1:1",
+        id="not-square",
+    ),
+    pytest.param(
+        "shaped",
+        ["png"],
+        "huge",
+        "mask",
+        "is 5000 bytes; the limit here is 1000",
+        id="mask-over-its-byte-limit",
+    ),
+    pytest.param(
+        "square",
+        ["square"],
+        None,
+        "images",
+        "takes at most 1 bytes of input images in one request",
+        id="request-over-its-byte-limit",
     ),
 ]
 

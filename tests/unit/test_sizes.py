@@ -28,7 +28,9 @@ RANGE = SizeRule(
     presets={"2K": {"1:1": "2048x2048", "16:9": "2560x1440"}},
     default="2048x2048",
 )
-MULTIPLE = SizeRule(kind="range", min_width=256, max_width=1440, min_height=256, max_height=1440, multiple_of=32)
+MULTIPLE = SizeRule(
+    kind="range", min_width=256, max_width=1440, min_height=256, max_height=1440, multiple_of=32
+)
 RATIO = SizeRule(kind="ratio", min_ratio="3:7", max_ratio="7:3")
 RATIOS = SizeRule(kind="ratio", ratios=["1:1", "16:9", "9:16"], default="1:1")
 INPUT = SizeRule(kind="input")
@@ -65,13 +67,21 @@ def test_auto_and_default():
     assert resolve_size(MULTIPLE, None, None, "m via p").label() == "upstream default"
     assert resolve_size(INPUT, None, None, "m via p").label() == "upstream default"
     assert resolve_size(INPUT, "auto", None, "m via p").auto
-    assert resolve_size(UNDEFAULTED, None, "2K", "m via p").tier == "2K"  # the upstream keeps the input's aspect
+    assert (
+        resolve_size(UNDEFAULTED, None, "2K", "m via p").tier == "2K"
+    )  # the upstream keeps the input's aspect
 
 
 @pytest.mark.parametrize(
     ("rule", "size", "tier", "argument", "fragment"),
     [
-        (LIST, "1000x1000", None, "size", "use one of 1024x1024, 1536x1024, 1024x1536, auto or a ratio 1:1, 3:2, 2:3"),
+        (
+            LIST,
+            "1000x1000",
+            None,
+            "size",
+            "use one of 1024x1024, 1536x1024, 1024x1536, auto or a ratio 1:1, 3:2, 2:3",
+        ),
         (LIST, "16:9", None, "size", "not offered by m via p"),
         (LIST, None, "2K", "resolution", "no resolution"),
         (TABLE, "auto", None, "size", "one of 1024x1024"),

@@ -89,7 +89,9 @@ def service(tmp_path_factory) -> Service:
 
 
 def edit(service: Service, *images: str, provider: str = "openai"):
-    return service.validate("edit_image", {"model": "gpt-image-1", "prompt": "x", "provider": provider, "images": list(images)})
+    return service.validate(
+        "edit_image", {"model": "gpt-image-1", "prompt": "x", "provider": provider, "images": list(images)}
+    )
 
 
 # --- which addresses are public ---------------------------------------------------------------------
@@ -100,8 +102,9 @@ ADDRESSES = [
     ("172.31.255.255", False), ("192.168.0.10", False), ("169.254.169.254", False), ("0.0.0.0", False),
     ("100.64.0.1", False), ("224.0.0.251", False), ("255.255.255.255", False), ("240.0.0.1", False),
     ("::1", False), ("::", False), ("fc00::1", False), ("fd12:3456::1", False), ("fe80::1", False),
-    ("fe80::1%eth0", False), ("ff02::1", False), ("::ffff:127.0.0.1", False), ("::ffff:169.254.169.254", False),
-    ("::7f00:1", False), ("2002:7f00:1::", False), ("2002:a9fe:a9fe::1", False), ("64:ff9b::a9fe:a9fe", False),
+    ("fe80::1%eth0", False), ("ff02::1", False), ("::ffff:127.0.0.1", False),
+    ("::ffff:169.254.169.254", False), ("::7f00:1", False), ("2002:7f00:1::", False),
+    ("2002:a9fe:a9fe::1", False), ("64:ff9b::a9fe:a9fe", False),
     ("not-an-address", False), ("", False),
     ("8.8.8.8", True), ("93.184.216.34", True), ("172.32.0.1", True), ("2606:4700:4700::1111", True),
     ("::ffff:8.8.8.8", True), ("64:ff9b::808:808", True),
@@ -151,7 +154,9 @@ async def test_a_url_that_is_not_on_a_public_host_is_refused_before_any_request(
 
 async def test_the_refusal_says_how_to_allow_private_addresses(service):
     with pytest.raises(InvalidRequest) as caught:
-        await load_inputs(edit(service, "http://127.0.0.1:5000/a.png"), Fetcher(), InputPolicy(resolve=Resolver()))
+        await load_inputs(
+            edit(service, "http://127.0.0.1:5000/a.png"), Fetcher(), InputPolicy(resolve=Resolver())
+        )
     text = caught.value.agent_text()
     assert text.startswith('images[0] "http://127.0.0.1:5000/a.png"')
     assert "IMAGEGATE_ALLOW_PRIVATE_URLS=true" in text and "allow_private_urls = true" in text
@@ -159,7 +164,9 @@ async def test_the_refusal_says_how_to_allow_private_addresses(service):
 
 async def test_every_address_of_a_public_host_is_checked_and_the_host_is_resolved_once(service):
     resolver, fetch = Resolver(), Fetcher()
-    images, _ = await load_inputs(edit(service, "https://img.example.test/cat.png"), fetch, InputPolicy(resolve=resolver))
+    images, _ = await load_inputs(
+        edit(service, "https://img.example.test/cat.png"), fetch, InputPolicy(resolve=resolver)
+    )
     assert images[0].data is not None and images[0].mime == "image/png"
     assert resolver.asked == [("img.example.test", 443)]
     assert fetch.urls == ["https://img.example.test/cat.png"]
@@ -169,7 +176,10 @@ async def test_every_address_of_a_public_host_is_checked_and_the_host_is_resolve
 @pytest.mark.parametrize(
     ("ref", "fetched"),
     [
-        ("https://user:secret@img.example.test:8443/a.png?sig=1#part", "https://img.example.test:8443/a.png?sig=1"),
+        (
+            "https://user:secret@img.example.test:8443/a.png?sig=1#part",
+            "https://img.example.test:8443/a.png?sig=1",
+        ),
         ("HTTP://IMG.Example.TEST/A.png", "http://img.example.test/A.png"),
         ("http://[2606:4700:4700::1111]/a.png", "http://[2606:4700:4700::1111]/a.png"),
     ],
@@ -184,13 +194,17 @@ async def test_private_addresses_are_downloaded_when_allowed_without_resolving(s
     resolver, fetch = Resolver(), Fetcher()
     policy = InputPolicy(allow_private_urls=True, resolve=resolver)
     images, _ = await load_inputs(edit(service, "http://127.0.0.1:5000/a.png"), fetch, policy)
-    assert images[0].data is not None and fetch.urls == ["http://127.0.0.1:5000/a.png"] and resolver.asked == []
+    assert (
+        images[0].data is not None and fetch.urls == ["http://127.0.0.1:5000/a.png"] and resolver.asked == []
+    )
     assert fetch.addresses == [None]
 
 
 async def test_a_url_passed_to_an_upstream_that_fetches_it_itself_is_not_resolved(service):
     resolver, fetch = Resolver(), Fetcher()
-    images, _ = await load_inputs(edit(service, "http://127.0.0.1/a.png", provider="urlish"), fetch, InputPolicy(resolve=resolver))
+    images, _ = await load_inputs(
+        edit(service, "http://127.0.0.1/a.png", provider="urlish"), fetch, InputPolicy(resolve=resolver)
+    )
     assert images[0].url == "http://127.0.0.1/a.png" and resolver.asked == [] and fetch.urls == []
 
 
@@ -210,7 +224,11 @@ async def test_a_redirect_from_a_public_host_to_a_private_one_is_not_followed(tm
             return httpx2.Response(200, content=png(), headers={"content-type": "image/png"})
         return httpx2.Response(500)
 
-    env = {"OPENAI_API_KEY": "test-x", "IMAGEGATE_OUTPUT_DIR": str(tmp_path / "out"), "IMAGEGATE_MAX_RETRIES": "0"}
+    env = {
+        "OPENAI_API_KEY": "test-x",
+        "IMAGEGATE_OUTPUT_DIR": str(tmp_path / "out"),
+        "IMAGEGATE_MAX_RETRIES": "0",
+    }
     service = build_service(env, transport=httpx2.MockTransport(handler))
     args = {"model": "gpt-image-1", "prompt": "x", "images": ["http://93.184.216.34/cat.png"]}
 
@@ -230,8 +248,15 @@ async def test_a_redirect_from_a_public_host_to_a_private_one_is_not_followed(tm
 
 @pytest.mark.parametrize(
     "ref",
-    ["file:///etc/passwd", "FILE:/etc/hostname", "file://localhost/etc/passwd", "ftp://example.com/a.png",
-     "gopher://127.0.0.1:70/_x", "jar:file:///a.png!/b", "smb://server/share/a.png"],
+    [
+        "file:///etc/passwd",
+        "FILE:/etc/hostname",
+        "file://localhost/etc/passwd",
+        "ftp://example.com/a.png",
+        "gopher://127.0.0.1:70/_x",
+        "jar:file:///a.png!/b",
+        "smb://server/share/a.png",
+    ],
 )
 async def test_other_schemes_are_refused_by_name_and_nothing_is_opened(service, ref):
     with pytest.raises(InvalidRequest) as caught:
@@ -275,14 +300,25 @@ def tree(tmp_path) -> dict[str, Path]:
 
 async def test_a_path_inside_a_root_is_read(service, tree):
     policy = InputPolicy(roots=(tree["root"],))
-    refs = [str(tree["root"] / "in.png"), str(tree["root"] / "inner-link.png"), str(tree["outside"] / ".." / "root" / "in.png")]
+    refs = [
+        str(tree["root"] / "in.png"),
+        str(tree["root"] / "inner-link.png"),
+        str(tree["outside"] / ".." / "root" / "in.png"),
+    ]
     images, _ = await load_inputs(edit(service, *refs), Fetcher(), policy)
     assert len(images) == 3
 
 
 @pytest.mark.parametrize(
     "where",
-    ["outside/out.png", "root/link.png", "root/door/out.png", "root/../outside/out.png", "outside/missing.png", "root-evil/x.png"],
+    [
+        "outside/out.png",
+        "root/link.png",
+        "root/door/out.png",
+        "root/../outside/out.png",
+        "outside/missing.png",
+        "root-evil/x.png",
+    ],
 )
 async def test_a_path_that_resolves_outside_every_root_is_refused_before_it_is_opened(service, tree, where):
     ref = str(tree["root"].parent / where)
@@ -329,7 +365,9 @@ async def test_a_failed_download_still_names_the_input(service):
         raise UpstreamError("img.example.test answered HTTP 404 for the image (expired?)")
 
     with pytest.raises(InvalidRequest, match="could not be downloaded: img.example.test answered HTTP 404"):
-        await load_inputs(edit(service, "https://img.example.test/gone.png"), broken, InputPolicy(resolve=Resolver()))
+        await load_inputs(
+            edit(service, "https://img.example.test/gone.png"), broken, InputPolicy(resolve=Resolver())
+        )
 
 
 # --- settings ---------------------------------------------------------------------------------------
@@ -337,7 +375,11 @@ async def test_a_failed_download_still_names_the_input(service):
 
 def settings_env(tmp_path: Path, config: str = "", **env: str) -> dict[str, str]:
     (tmp_path / "config.toml").write_text(config)
-    return {"IMAGEGATE_CONFIG": str(tmp_path / "config.toml"), "IMAGEGATE_OUTPUT_DIR": str(tmp_path / "out"), **env}
+    return {
+        "IMAGEGATE_CONFIG": str(tmp_path / "config.toml"),
+        "IMAGEGATE_OUTPUT_DIR": str(tmp_path / "out"),
+        **env,
+    }
 
 
 def test_inputs_are_unrestricted_locally_and_public_only_remotely_by_default(tmp_path):
@@ -350,7 +392,9 @@ def test_input_roots_come_from_the_environment_split_on_pathsep_and_resolved(tmp
     (tmp_path / "b").mkdir()
     (tmp_path / "alias").symlink_to(tmp_path / "b")
     raw = os.pathsep.join([str(tmp_path / "a"), "", str(tmp_path / "alias")])
-    settings = load_settings(settings_env(tmp_path, 'input_roots = ["/ignored"]\n', IMAGEGATE_INPUT_ROOTS=raw))
+    settings = load_settings(
+        settings_env(tmp_path, 'input_roots = ["/ignored"]\n', IMAGEGATE_INPUT_ROOTS=raw)
+    )
     assert settings.input_roots == ((tmp_path / "a").resolve(), (tmp_path / "b").resolve())
 
 
@@ -359,15 +403,26 @@ def test_input_roots_and_private_urls_can_be_set_in_the_config_file(tmp_path):
     config = f'input_roots = ["{tmp_path / "pics"}"]\nallow_private_urls = true\n'
     settings = load_settings(settings_env(tmp_path, config))
     assert settings.input_roots == ((tmp_path / "pics").resolve(),) and settings.allow_private_urls is True
-    assert load_settings(settings_env(tmp_path, config, IMAGEGATE_ALLOW_PRIVATE_URLS="false")).allow_private_urls is False
+    assert (
+        load_settings(settings_env(tmp_path, config, IMAGEGATE_ALLOW_PRIVATE_URLS="false")).allow_private_urls
+        is False
+    )
 
 
 @pytest.mark.parametrize(
     ("config", "env", "fragment"),
     [
-        ("", {"IMAGEGATE_INPUT_ROOTS": "/no/such/folder"}, "IMAGEGATE_INPUT_ROOTS: '/no/such/folder' is not a folder"),
+        (
+            "",
+            {"IMAGEGATE_INPUT_ROOTS": "/no/such/folder"},
+            "IMAGEGATE_INPUT_ROOTS: '/no/such/folder' is not a folder",
+        ),
         ('input_roots = ["config.toml"]\n', {}, "config: input_roots: 'config.toml' is not a folder"),
-        ("", {"IMAGEGATE_ALLOW_PRIVATE_URLS": "sometimes"}, "IMAGEGATE_ALLOW_PRIVATE_URLS='sometimes' is not a boolean"),
+        (
+            "",
+            {"IMAGEGATE_ALLOW_PRIVATE_URLS": "sometimes"},
+            "IMAGEGATE_ALLOW_PRIVATE_URLS='sometimes' is not a boolean",
+        ),
         ('allow_private_urls = "yes please"\n', {}, "allow_private_urls"),
     ],
 )

@@ -82,7 +82,9 @@ def _merge_knobs(model: ModelSpec, offering: Offering) -> dict[str, KnobRule]:
     return knobs
 
 
-def merge_route(model_id: str, model: ModelSpec, provider_id: str, provider: ProviderSpec, offering: Offering) -> Route:
+def merge_route(
+    model_id: str, model: ModelSpec, provider_id: str, provider: ProviderSpec, offering: Offering
+) -> Route:
     """Apply one offering's differences to its model's native limits."""
     notes = tuple(n for n in (model.notes, offering.notes) if n)
     return Route(
@@ -105,4 +107,3 @@ def merge_route(model_id: str, model: ModelSpec, provider_id: str, provider: Pro
         wire=offering.wire,
         notes=notes,
     )
-

@@ -92,7 +92,9 @@ def _model_property(routes: Sequence[Route], tool: str) -> Schema:
     for route in routes:
         groups.setdefault(_model_limits(route, tool), []).append(route.model)
     lines = "\n".join(f"{', '.join(models)}: {limits}" for limits, models in groups.items())
-    intro = f"Model id or alias (n≤{COMMON_MAX_N} unless noted). " + ("Sizes:\n" if tool == "generate" else "Sizes as for generate_image.\n")
+    intro = f"Model id or alias (n≤{COMMON_MAX_N} unless noted). " + (
+        "Sizes:\n" if tool == "generate" else "Sizes as for generate_image.\n"
+    )
     return {"type": "string", "enum": [r.model for r in routes], "description": intro + lines}
 
 
@@ -114,7 +116,13 @@ def flat_schema(
         props["prompt"]["maxLength"] = max(m for m in max_prompt if m)
     if tool == "edit":
         most = max((r.inputs.max_images or 1 for r in routes), default=1)
-        props["images"] = {"type": "array", "items": {"type": "string"}, "minItems": 1, "maxItems": most, "description": DESCRIPTIONS["images"]}
+        props["images"] = {
+            "type": "array",
+            "items": {"type": "string"},
+            "minItems": 1,
+            "maxItems": most,
+            "description": DESCRIPTIONS["images"],
+        }
         if any(r.can("mask") for r in routes):
             props["mask"] = {"type": "string", "description": DESCRIPTIONS["mask"]}
     props["provider"] = {"type": "string", "enum": list(providers)}
@@ -142,18 +150,28 @@ def route_schema(route: Route, tool: str, knob_defs: Mapping[str, KnobDef], refe
     (ranges, multiples) is checked by `sizes.resolve_size`, which reads the same rule.
     """
     rule = route.size_rule(references)
-    props: Schema = {"size": _size_property([rule], exact=True), "n": {"type": "integer", "minimum": 1, "maximum": route.max_n}}
+    props: Schema = {
+        "size": _size_property([rule], exact=True),
+        "n": {"type": "integer", "minimum": 1, "maximum": route.max_n},
+    }
     tiers = rule_tiers(rule)
     props["resolution"] = {"type": "string", "enum": tiers} if tiers else False
     if route.prompt_max_length:
         props["prompt"] = {"type": "string", "minLength": 1, "maxLength": route.prompt_max_length}
     if tool == "edit":
-        props["images"] = {"type": "array", "items": {"type": "string"}, "minItems": route.inputs.min_images or 1, "maxItems": route.inputs.max_images or 1}
+        props["images"] = {
+            "type": "array",
+            "items": {"type": "string"},
+            "minItems": route.inputs.min_images or 1,
+            "maxItems": route.inputs.max_images or 1,
+        }
         props["mask"] = {"type": "string"} if route.can("mask") else False
     knobs = route.knobs_for(tool)
     for name, definition in knob_defs.items():
         rule_ = knobs.get(name)
-        props[name] = _knob_property(definition, [rule_]) if rule_ is not None and tool in definition.tools else False
+        props[name] = (
+            _knob_property(definition, [rule_]) if rule_ is not None and tool in definition.tools else False
+        )
     return {"type": "object", "properties": props}
 
 
@@ -163,7 +181,10 @@ def conditional_chain(tool: str, routes: Sequence[Route], knob_defs: Mapping[str
     for route in reversed(routes):
         then = route_schema(route, tool, knob_defs)
         then["properties"] = {k: _strip_descriptions(v) for k, v in then["properties"].items()}
-        branch: Schema = {"if": {"properties": {"model": {"enum": [route.model]}}, "required": ["model"]}, "then": then}
+        branch: Schema = {
+            "if": {"properties": {"model": {"enum": [route.model]}}, "required": ["model"]},
+            "then": then,
+        }
         if chain:
             branch["else"] = chain
         chain = branch
@@ -181,8 +202,16 @@ def listing_schemas(provider_order: Sequence[str]) -> dict[str, Schema]:
         "list_models": {
             "type": "object",
             "properties": {
-                "provider": {"type": "string", "enum": providers, "description": "Only this provider's models."},
-                "capability": {"type": "string", "enum": list(CAPABILITIES), "description": "Only models with this capability."},
+                "provider": {
+                    "type": "string",
+                    "enum": providers,
+                    "description": "Only this provider's models.",
+                },
+                "capability": {
+                    "type": "string",
+                    "enum": list(CAPABILITIES),
+                    "description": "Only models with this capability.",
+                },
             },
             "additionalProperties": False,
         },
@@ -190,7 +219,11 @@ def listing_schemas(provider_order: Sequence[str]) -> dict[str, Schema]:
             "type": "object",
             "properties": {
                 "job": {"type": "string", "description": "The id an image call handed back."},
-                "wait": {"type": "number", "minimum": 0, "description": "Seconds to wait for it; default: as long as a call may."},
+                "wait": {
+                    "type": "number",
+                    "minimum": 0,
+                    "description": "Seconds to wait for it; default: as long as a call may.",
+                },
             },
             "required": ["job"],
             "additionalProperties": False,
@@ -199,7 +232,11 @@ def listing_schemas(provider_order: Sequence[str]) -> dict[str, Schema]:
             "type": "object",
             "properties": {
                 "model": {"type": "string", "description": "Model id or alias."},
-                "provider": {"type": "string", "enum": providers, "description": "Provider; default: the one a call would use."},
+                "provider": {
+                    "type": "string",
+                    "enum": providers,
+                    "description": "Provider; default: the one a call would use.",
+                },
                 "resolution": {"type": "string", "description": "Only sizes of this tier (1K, 2K, 4K…)."},
             },
             "required": ["model"],

@@ -71,7 +71,7 @@ class ResolvedSize:
 
 
 def ratio_value(ratio: str) -> Fraction:
-    """"16:9" as the number 16/9."""
+    """ "16:9" as the number 16/9."""
     m = RATIO.match(ratio)
     assert m, ratio
     return Fraction(int(m[1]), int(m[2]))
@@ -194,7 +194,9 @@ def allowed_text(rule: SizeRule, tier: str | None = None) -> str:
 
 def _refuse(argument: str, value: object, allowed: str, where: str, why: str = "") -> InvalidRequest:
     reason = why or f"is not offered by {where}"
-    return InvalidRequest(argument, shown(value), allowed, f'{argument} "{shown(value)}" {reason}; use {allowed}')
+    return InvalidRequest(
+        argument, shown(value), allowed, f'{argument} "{shown(value)}" {reason}; use {allowed}'
+    )
 
 
 def _check_tier(rule: SizeRule, resolution: str | None, where: str) -> None:
@@ -238,14 +240,18 @@ def _range_problem(rule: SizeRule, w: int, h: int) -> str | None:
         (w % rule.multiple_of or h % rule.multiple_of, f"is not a multiple of {rule.multiple_of}"),
     ]
     if span := _ratio_span(rule):
-        checks.append((not span[0] <= Fraction(w, h) <= span[1], f"is outside ratio {rule.min_ratio}..{rule.max_ratio}"))
+        checks.append(
+            (not span[0] <= Fraction(w, h) <= span[1], f"is outside ratio {rule.min_ratio}..{rule.max_ratio}")
+        )
     return next((why for bad, why in checks if bad), None)
 
 
 def _resolve_pixels(rule: SizeRule, w: int, h: int, tier: str | None, where: str) -> ResolvedSize:
     pixels = f"{w}x{h}"
     if rule.kind == "ratio":
-        raise _refuse("size", pixels, allowed_text(rule), where, f"is pixels, but {where} takes only aspect ratios")
+        raise _refuse(
+            "size", pixels, allowed_text(rule), where, f"is pixels, but {where} takes only aspect ratios"
+        )
     options = [o for o in rule_options(rule) if o.pixels == pixels]
     if rule.kind in ("list", "table"):
         match = next((o for o in options if tier is None or o.tier == tier), None)
@@ -281,7 +287,9 @@ def resolve_size(rule: SizeRule, size: str | None, resolution: str | None, where
         return _resolve_default(rule, resolution, where)
     if rule.kind == "input":
         if size != "auto":
-            raise _refuse("size", size, allowed_text(rule), where, f"cannot be set: {where} follows the input image")
+            raise _refuse(
+                "size", size, allowed_text(rule), where, f"cannot be set: {where} follows the input image"
+            )
         return ResolvedSize(auto=True)
     if size == "auto":
         if not rule.auto:
@@ -291,4 +299,6 @@ def resolve_size(rule: SizeRule, size: str | None, resolution: str | None, where
         return _resolve_pixels(rule, int(m[1]), int(m[2]), resolution, where)
     if (m := RATIO.match(size)) and int(m[1]) > 0 and int(m[2]) > 0:
         return _resolve_ratio(rule, size, resolution, where)
-    raise _refuse("size", size, allowed_text(rule, resolution), where, 'is neither "WxH" pixels nor a "W:H" ratio')
+    raise _refuse(
+        "size", size, allowed_text(rule, resolution), where, 'is neither "WxH" pixels nor a "W:H" ratio'
+    )

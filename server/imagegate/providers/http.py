@@ -21,7 +21,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 from urllib.parse import urljoin, urlsplit
 
 import anyio
@@ -157,7 +157,9 @@ def default_error(
         )
     if status in (408, 504):
         timeout = UpstreamTimeout(f"{provider} timed out (HTTP {status})", **kw)
-        timeout.retryable = status in RETRY_STATUSES  # a gateway's 504, not a 408 (the upstream gave up on us)
+        timeout.retryable = (
+            status in RETRY_STATUSES
+        )  # a gateway's 504, not a 408 (the upstream gave up on us)
         return timeout
     return UpstreamError(
         f"{provider} failed (HTTP {status})", status=status, retryable=status in RETRY_STATUSES, **kw
@@ -343,17 +345,28 @@ class ProviderClient:
         and billing, already), nor anything the classifier did not mark retryable.
         """
         url = self.url(path)
-        send_headers = {**(self.profile.auth_headers() if self.profile.trusts(url) else {}), **(headers or {})}
+        send_headers = {
+            **(self.profile.auth_headers() if self.profile.trusts(url) else {}),
+            **(headers or {}),
+        }
         for attempt in range(self.max_retries + 1):
-            wait: float | None = None  # the reply's Retry-After; a hint in its body is for the agent's message
+            wait: float | None = (
+                None  # the reply's Retry-After; a hint in its body is for the agent's message
+            )
             try:
-                status, reply_headers, content = await self._exchange(method, url, send_headers, json_body, data, files)
+                status, reply_headers, content = await self._exchange(
+                    method, url, send_headers, json_body, data, files
+                )
                 wait = _retry_after(reply_headers)
                 if not 200 <= status < 300:
                     raise self._error(url, status, content, wait, classify)
                 return await read(HttpReply(status, reply_headers, content))
             except ImagegateError as error:
-                if attempt == self.max_retries or not error.retryable or (wait is not None and wait > MAX_RETRY_AFTER):
+                if (
+                    attempt == self.max_retries
+                    or not error.retryable
+                    or (wait is not None and wait > MAX_RETRY_AFTER)
+                ):
                     raise
                 await self._backoff(attempt, wait)
         raise AssertionError("unreachable: the last attempt returns or raises")
@@ -387,7 +400,9 @@ class ProviderClient:
             message = f"could not reach {provider} at {_host(url)} ({type(e).__name__})"
             raise UpstreamError(message, provider=provider, retryable=True) from None
         except (httpx2.HTTPError, httpx2.InvalidURL) as e:  # an undecodable body (DecodingError), a bad URL
-            raise UpstreamError(f"sent a reply that cannot be read ({type(e).__name__})", provider=provider) from None
+            raise UpstreamError(
+                f"sent a reply that cannot be read ({type(e).__name__})", provider=provider
+            ) from None
 
     def _base_url_hint(self) -> str:
         source = f"; {self.profile.base_url_from} sets it" if self.profile.base_url_from else ""
@@ -397,7 +412,12 @@ class ProviderClient:
         )
 
     def _error(
-        self, url: str, status: int, content: bytes | bytearray, retry_after: float | None, classify: Classifier
+        self,
+        url: str,
+        status: int,
+        content: bytes | bytearray,
+        retry_after: float | None,
+        classify: Classifier,
     ) -> ImagegateError:
         error = classify(status, _parse_body(content), self.profile.id)
         if status == 404:  # most often a base URL without its version segment, or a wrong one
@@ -419,6 +439,27 @@ class ProviderClient:
         )
         log.info("%s: retrying in %.2f s (attempt %d)", self.profile.id, delay, attempt + 1)
         await self._sleep(delay)
+
+    @overload
+    async def post_json(
+        self,
+        path: str,
+        body: Any,
+        classify: Classifier,
+        headers: Mapping[str, str] | None = None,
+        *,
+        read: Callable[[Any], T],
+    ) -> T: ...
+
+    @overload
+    async def post_json(
+        self,
+        path: str,
+        body: Any,
+        classify: Classifier,
+        headers: Mapping[str, str] | None = None,
+        read: None = None,
+    ) -> Any: ...
 
     async def post_json(
         self,
@@ -497,7 +538,8 @@ class ProviderClient:
         headers: dict[str, str],
         connect_to: str | None,
     ) -> tuple[str | None, str | None]:
-        """One GET of a download: (a redirect's Location, None), or (None, Content-Type) once the body is in `sink`."""
+        """One GET of a download: (a redirect's Location, None), or (None, Content-Type) once
+        the body is in `sink`."""
         target, extensions = url, dict[str, Any]()
         if connect_to is not None:
             target, pinned, extensions = _pinned(url, connect_to)

@@ -11,6 +11,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from ..codec import Payload
 from ..errors import (
     AuthFailed,
     ImagegateError,
@@ -26,7 +27,6 @@ from .base import (
     Encoded,
     ErrorShape,
     InputImage,
-    Payload,
     WireModel,
     WireRequest,
     classify,
