@@ -41,6 +41,8 @@ class Route:
     prompt_max_length: int | None
     wire: WireOptions
     notes: tuple[str, ...] = field(default=())
+    unconfirmed: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    """Fact -> why it is believed, for facts no primary document states (model's, then offering's)."""
 
     @property
     def where(self) -> str:
@@ -106,4 +108,5 @@ def merge_route(
         prompt_max_length=offering.prompt_max_length or model.prompt_max_length,
         wire=offering.wire,
         notes=notes,
+        unconfirmed=MappingProxyType({**model.unconfirmed, **offering.unconfirmed}),
     )

@@ -8,6 +8,7 @@ a model with an offering lives in `routes`, size arithmetic in `sizes`.
 from __future__ import annotations
 
 import re
+import typing
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
@@ -15,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 __all__ = [
     "CAPABILITIES",
+    "UNCONFIRMABLE",
     "TOOL_NAMES",
     "Capability",
     "InputForm",
@@ -37,6 +39,11 @@ InputForm = Literal["url", "base64", "file"]
 """How a route takes an input image: an http(s) URL it fetches, inline base64/data URL, or a multipart
 file."""
 KnobValue = str | int | float | bool
+Unconfirmable = Literal[
+    "model", "upstream", "sizes", "max_n", "per_call", "output_formats", "inputs", "knobs", "capabilities", "price"
+]
+UNCONFIRMABLE: tuple[str, ...] = typing.get_args(Unconfirmable)
+"""The facts a model or an offering may mark UNCONFIRMED: inferred, or only from secondary sources."""
 
 PIXELS = re.compile(r"^(\d{2,5})x(\d{2,5})$")
 RATIO = re.compile(r"^(\d{1,2}):(\d{1,2})$")
@@ -221,6 +228,9 @@ class _Limits(_Data):
     knobs: dict[str, KnobRule | Literal[False]] = {}
     inputs: InputLimits = InputLimits()
     prompt_max_length: int | None = None
+    unconfirmed: dict[Unconfirmable, str] = {}
+    """Facts no primary document states, each with why it is believed (shown to the agent):
+    `upstream = "the doc's display name, lower-cased"`. Data the user can override, never a hard rule."""
 
 
 class ModelSpec(_Limits):
