@@ -13,7 +13,8 @@ internal error with a reference, never with its own text (which may hold URLs or
      ├── RateLimited          still rate limited after retries
      ├── ContentRefused       the upstream's content policy blocked the prompt or result
      ├── UpstreamError        the upstream failed or answered something we cannot use
-     │    └── NoImagesReturned  it answered, but without a single image
+     │    ├── NoImagesReturned  it answered, but without a single image
+     │    └── ModelNotFound     it has no model (or no channel) by the wire id it was sent
      ├── UpstreamTimeout      the upstream did not answer within the timeout
      ├── StorageError         an image could not be written
      └── NotImplementedYet    a tool whose pipeline is not built yet (validated calls only)
@@ -31,6 +32,7 @@ __all__ = [
     "ImagegateError",
     "InsufficientBalance",
     "InvalidRequest",
+    "ModelNotFound",
     "NoImagesReturned",
     "NotConfigured",
     "NotImplementedYet",
@@ -39,6 +41,7 @@ __all__ = [
     "UpstreamError",
     "UpstreamTimeout",
     "clip",
+    "model_id_text",
     "shown",
 ]
 
@@ -174,6 +177,42 @@ class NoImagesReturned(UpstreamError):
     """Raised when the upstream answered successfully but returned no image at all."""
 
     kind = "no_images"
+
+
+class ModelNotFound(UpstreamError):
+    """Raised when the upstream says the model id it was sent does not exist, or has no channel.
+
+    Adapters raise it only for wordings their documents give (Ark's `InvalidEndpointOrModel.NotFound`);
+    the generator also recognises a reply that names the wire id it sent, and rewrites either into
+    `model_id_text` (which id was sent, whether it is UNCONFIRMED, how to override it)."""
+
+    kind = "model_not_found"
+
+
+def model_id_text(
+    provider: str,
+    model: str,
+    upstream: str,
+    unconfirmed: str | None,
+    status: int | None = None,
+    said: str | None = None,
+) -> str:
+    """What to tell an agent when `provider` does not know the id `upstream` that was sent for `model`:
+    the id, whether the catalog marks it UNCONFIRMED (and why), and the config entry that overrides it.
+    `said` (the upstream's words) goes before the config snippet, which stays last to be copied."""
+    answer = f"HTTP {status}" if status else ""
+    quoted = f"{answer}: {said}" if answer and said else answer or said
+    head = f'{provider} has no model "{upstream}"' + (f" ({quoted})" if quoted else "")
+    trust = (
+        f"UNCONFIRMED ({unconfirmed.rstrip('.')})"
+        if unconfirmed
+        else "not marked UNCONFIRMED in the catalog, so the model may not be enabled for this key"
+    )
+    return (
+        f"{head}. That is the id imagegate sent for {model}; it is {trust}. If {provider} names {model} "
+        f"differently, set its id in imagegate's config file:\n"
+        f'[providers.{provider}.upstream]\n"{model}" = "<{provider}\'s id for it>"'
+    )
 
 
 class UpstreamTimeout(ImagegateError):

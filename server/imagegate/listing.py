@@ -2,19 +2,33 @@
 
 Both read only the router (catalog + configuration); the MCP layer and the CLI render
 the same answers, so what a person and an agent see cannot differ.
+
+UNCONFIRMED facts (`Route.unconfirmed`: no primary document states them) are marked compactly in
+list_models (which fact, and the wire id where it is the id) and stated with their reasons, with
+the route's notes, in get_supported_sizes. Fields added for them are left out of the output
+schemas (`SkipJsonSchema`): the schemas travel in tools/list on every turn, the answers only when asked.
 """
 
 from __future__ import annotations
 
-from pydantic import BaseModel
+from collections.abc import Mapping
+
+from pydantic import BaseModel, PrivateAttr
+from pydantic.json_schema import SkipJsonSchema
 
 from .catalog import Route
 from .catalog.sizes import SizeOption, allowed_text, describe_rule, rule_options, rule_tiers
-from .catalog.spec import CAPABILITIES
+from .catalog.spec import CAPABILITIES, Unconfirmable
 from .errors import InvalidRequest, shown
 from .router import Router
 
 __all__ = ["ModelsAnswer", "SizesAnswer", "list_models", "supported_sizes"]
+
+
+UNCONFIRMED_LEGEND = (
+    "UNCONFIRMED: no primary document states it; get_supported_sizes MODEL PROVIDER says why, and "
+    "a config file can set a provider's model id ([providers.ID.upstream])."
+)
 
 
 class ProviderEntry(BaseModel):
@@ -22,6 +36,13 @@ class ProviderEntry(BaseModel):
     upstream: str
     configured: bool
     env: str | None
+    unconfirmed: SkipJsonSchema[list[str] | None] = None
+    """The route's UNCONFIRMED facts beyond its model's ("upstream": the wire id)."""
+
+    def text(self, configured_mark: str) -> str:
+        """`zhaotou ✓ (UNCONFIRMED: id "seedream-4.0", sizes)`."""
+        facts = [f'id "{self.upstream}"' if f == "upstream" else f for f in self.unconfirmed or ()]
+        return self.id + (configured_mark if self.configured else "") + _unconfirmed(facts)
 
 
 class ModelEntry(BaseModel):
@@ -33,6 +54,8 @@ class ModelEntry(BaseModel):
     formats: list[str]
     available: bool
     providers: list[ProviderEntry]
+    unconfirmed: SkipJsonSchema[list[str] | None] = None
+    """The model's own UNCONFIRMED facts (its providers' entries add theirs)."""
 
 
 class ModelsAnswer(BaseModel):
@@ -45,7 +68,12 @@ class ModelsAnswer(BaseModel):
         lines = [_model_line(m) for m in self.models]
         configured = ", ".join(self.configured_providers) or "none"
         head = f"{len(self.models)} models; configured providers: {configured}"
-        return "\n".join([head, *lines, *([self.hint] if self.hint else [])])
+        return "\n".join([head, *lines, *self.footer()])
+
+    def footer(self) -> list[str]:
+        """The hint, and the UNCONFIRMED legend when any entry is marked."""
+        marked = any(m.unconfirmed or any(p.unconfirmed for p in m.providers) for m in self.models)
+        return [*([self.hint] if self.hint else []), *([UNCONFIRMED_LEGEND] if marked else [])]
 
 
 class SizeEntry(BaseModel):
@@ -67,6 +95,15 @@ class SizesAnswer(BaseModel):
     sizes: list[SizeEntry]
     sizes_with_references: list[SizeEntry] | None = None
     accepts: str
+    references_from: SkipJsonSchema[int | None] = None
+    """How many input images switch to `sizes_with_references` (set with it)."""
+    default_with_references: SkipJsonSchema[str | None] = None
+    """The default size with that many references, where it differs from `default`."""
+    unconfirmed: SkipJsonSchema[dict[str, str] | None] = None
+    """Every UNCONFIRMED fact of the route -> why it is believed."""
+    notes: SkipJsonSchema[list[str] | None] = None
+    _upstream_default_with_references: bool = PrivateAttr(default=False)
+    """With references the upstream picks the size though `default` is set (said in the text only)."""
 
     def text(self) -> str:
         """A compact statement of the sizes, for agents and people."""
@@ -75,30 +112,63 @@ class SizesAnswer(BaseModel):
         lines = [head, f"accepts: {self.accepts}", f"default: {self.default or 'chosen by the upstream'}"]
         if self.resolutions:
             lines.append(f"resolutions: {', '.join(self.resolutions)}")
-        lines += [f"  {s.size}  {s.ratio}{'  ' + s.tier if s.tier else ''}" for s in self.sizes]
+        lines += [f"UNCONFIRMED {fact}: {why}" for fact, why in (self.unconfirmed or {}).items()]
+        lines += [f"note: {note}" for note in self.notes or ()]
+        lines += [_size_line(s) for s in self.sizes]
         if self.sizes_with_references is not None:
-            lines.append("with reference images:")
-            lines += [
-                f"  {s.size}  {s.ratio}{'  ' + s.tier if s.tier else ''}" for s in self.sizes_with_references
-            ]
+            lines.append(f"{self.references_label()}{self._references_default()}:")
+            lines += [_size_line(s) for s in self.sizes_with_references]
         return "\n".join(lines)
+
+    def references_label(self) -> str:
+        """ "with reference images", or "with 2 or more reference images" where the rule starts at 2."""
+        start = self.references_from or 1
+        return "with reference images" if start == 1 else f"with {start} or more reference images"
+
+    def _references_default(self) -> str:
+        if self.default_with_references is not None:
+            return f" (default {self.default_with_references})"
+        if self._upstream_default_with_references:
+            return " (default chosen by the upstream)"
+        return ""
+
+
+def _size_line(s: SizeEntry) -> str:
+    return f"  {s.size}  {s.ratio}{'  ' + s.tier if s.tier else ''}"
+
+
+def _unconfirmed(facts: list[str]) -> str:
+    return f" (UNCONFIRMED: {', '.join(facts)})" if facts else ""
 
 
 def _model_line(m: ModelEntry) -> str:
-    via = ", ".join(f"{p.id}{' ✓' if p.configured else ''}" for p in m.providers)
+    via = ", ".join(p.text(" ✓") for p in m.providers)
     also = f" (also: {', '.join(m.aliases)})" if m.aliases else ""
     return (
-        f"{m.id}{also} — {m.label}; {', '.join(m.capabilities)}; n≤{m.max_n}; "
-        f"{'/'.join(m.formats)}; via {via}"
+        f"{m.id}{also} — {m.label}{_unconfirmed(m.unconfirmed or [])}; {', '.join(m.capabilities)}; "
+        f"n≤{m.max_n}; {'/'.join(m.formats)}; via {via}"
     )
+
+
+def _model_facts(facts: Mapping[Unconfirmable, str]) -> list[str] | None:
+    """A model's own UNCONFIRMED facts; an `upstream` one is shown on each provider, with its id."""
+    return [f for f in facts if f != "upstream"] or None
+
+
+def _route_facts(route: Route, model_facts: Mapping[str, str]) -> list[str] | None:
+    """The route's UNCONFIRMED facts its model line does not already carry with the same reason."""
+    facts = [f for f, why in route.unconfirmed.items() if f == "upstream" or model_facts.get(f) != why]
+    return facts or None
 
 
 def _entry(router: Router, model_id: str, routes: list[Route]) -> ModelEntry:
     spec = router.catalog.models[model_id]
     best = next((r for r in routes if router.configured(r.provider)), routes[0])
+    reasons: dict[str, str] = {str(fact): why for fact, why in spec.unconfirmed.items()}
     return ModelEntry(
         id=model_id,
         label=spec.label,
+        unconfirmed=_model_facts(spec.unconfirmed),
         aliases=list(spec.aliases),
         capabilities=[c for c in CAPABILITIES if c in best.capabilities],
         max_n=best.max_n,
@@ -110,6 +180,7 @@ def _entry(router: Router, model_id: str, routes: list[Route]) -> ModelEntry:
                 upstream=r.upstream,
                 configured=router.configured(r.provider),
                 env=router.credentials[r.provider].key_env,
+                unconfirmed=_route_facts(r, reasons),
             )
             for r in routes
         ],
@@ -178,7 +249,11 @@ def supported_sizes(
             f'resolution "{shown(resolution)}" is not offered by {route.where}; use {allowed}',
         )
     refs = route.sizes_with_references
-    return SizesAnswer(
+    differs = refs is not None and (refs.default, refs.default_tier) != (
+        route.sizes.default,
+        route.sizes.default_tier,
+    )
+    answer = SizesAnswer(
         model=route.model,
         provider=route.provider,
         configured=router.configured(route.provider),
@@ -189,4 +264,10 @@ def supported_sizes(
         sizes=_sizes(rule_options(route.sizes), resolution),
         sizes_with_references=_sizes(rule_options(refs), resolution) if refs else None,
         accepts=allowed_text(route.sizes, resolution),
+        references_from=route.references_from if refs else None,
+        default_with_references=refs.default if refs and differs else None,
+        unconfirmed=dict(route.unconfirmed) or None,
+        notes=list(route.notes) or None,
     )
+    answer._upstream_default_with_references = differs and refs is not None and refs.default is None
+    return answer

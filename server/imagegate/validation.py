@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,7 +21,7 @@ from .catalog.spec import KnobDef, KnobValue
 from .errors import InvalidRequest, shown
 from .router import Router
 
-__all__ = ["ImageRequest", "Validator", "check_object", "input_form"]
+__all__ = ["ImageRequest", "Validator", "check_object", "input_form", "takes_form"]
 
 JSON_TYPES: dict[str, tuple[type, ...]] = {
     "string": (str,),
@@ -166,6 +166,15 @@ def input_form(ref: str) -> str:
     return "file"
 
 
+def takes_form(forms: Sequence[str] | None, form: str) -> bool:
+    """Whether a route whose inputs come in `forms` (None: any) accepts an input given in `form`.
+
+    Bytes convert between inline base64 and an upload, and a URL can be downloaded into either:
+    only a route that takes nothing but URLs refuses an input form (a local file or inline data).
+    """
+    return not forms or form in forms or bool({"base64", "file"} & set(forms))
+
+
 STRUCTURAL = {"type", "items", "minLength"}
 
 
@@ -187,6 +196,10 @@ class Validator:
         # The first pass checks only names, types and presence: values are judged against the
         # route that serves the call, whose messages name it (and aliases are resolved there).
         self.structure = {name: _structure_only(schema) for name, schema in tool_schemas.items()}
+        if edit := self.structure.get("edit_image"):  # `_check_prompt` judges an edit's prompt by its route
+            required = [name for name in edit.get("required", ()) if name != "prompt"]
+            props = {**edit["properties"], "prompt": {"type": "string"}}
+            self.structure["edit_image"] = {**edit, "required": required, "properties": props}
 
     def _takers(self, knob: str, tool: str, route: Route) -> str:
         """Where a knob this route lacks would work: this model's other providers, else other models."""
@@ -206,6 +219,7 @@ class Validator:
         check_object(self.structure[f"{tool}_image"], args, f"{tool}_image")
         route = self.router.choose(args["model"], args.get("provider"), tool)
         images = tuple(args.get("images", ()))
+        self._check_prompt(route, tool, args, images)
         exact = route_schema(route, tool, self.knob_defs, references=len(images))
         del exact["properties"]["size"]  # resolve_size reads the same rule and says more (ratios, tiers)
         try:
@@ -214,7 +228,7 @@ class Validator:
             if e.argument in self.knob_defs and e.argument not in route.knobs_for(tool):
                 e.message += self._takers(e.argument, tool, route)
             raise
-        self._check_forms(route, images, args.get("mask"))
+        self._check_forms(route, tool, images, args.get("mask"))
         self._check_extra(args.get("extra", {}))
         size = resolve_size(
             route.size_rule(len(images)), args.get("size"), args.get("resolution"), route.where
@@ -223,7 +237,7 @@ class Validator:
         return ImageRequest(
             tool=tool,
             route=route,
-            prompt=args["prompt"],
+            prompt=args.get("prompt", ""),
             n=int(args.get("n", 1)),
             size=size,
             knobs=knobs,
@@ -232,31 +246,55 @@ class Validator:
             mask=args.get("mask"),
         )
 
-    def _check_forms(self, route: Route, images: tuple[str, ...], mask: str | None) -> None:
-        forms = route.inputs.forms
-        if not forms:
+    def _check_prompt(
+        self, route: Route, tool: str, args: Mapping[str, Any], images: tuple[str, ...]
+    ) -> None:
+        """An edit without a prompt (none, or "") asks for variations of its one image: only where the
+        route makes them (the `variations` capability), and without a mask."""
+        if tool != "edit" or args.get("prompt"):
             return
+        if not route.can("variations"):
+            said = "is empty" if "prompt" in args else "is required"
+            varying = [r for r in self.router.offered_routes(tool) if r.can("variations")]
+            same = list(dict.fromkeys(r.provider for r in varying if r.model == route.model))
+            models = list(dict.fromkeys(r.model for r in varying))
+            hint = (
+                f"; without one, {route.model} makes variations via {', '.join(same)} (provider argument)"
+                if same
+                else (f"; models that make variations without one: {', '.join(models[:6])}" if models else "")
+            )
+            message = f"prompt {said}; {route.where} edits only with a prompt{hint}"
+            raise InvalidRequest("prompt", args.get("prompt"), "a non-empty string", message)
+        if "mask" in args:
+            message = f"mask needs a prompt: without one, {route.where} makes variations, which take no mask"
+            raise InvalidRequest("mask", shown(args["mask"]), "no mask, or a prompt", message)
+        if len(images) != 1:
+            message = f"images has {len(images)} items; variations (no prompt) take exactly 1"
+            raise InvalidRequest("images", len(images), "1", message)
+
+    def _check_forms(self, route: Route, tool: str, images: tuple[str, ...], mask: str | None) -> None:
         named = [(f"images[{i}]", ref) for i, ref in enumerate(images)] + ([("mask", mask)] if mask else [])
         for name, ref in named:
             form = input_form(ref)
-            # Bytes convert between inline base64 and an upload, and a URL can be downloaded
-            # into either: only a route that takes nothing but URLs refuses an input form.
-            if form in forms or {"base64", "file"} & set(forms):
-                continue
-            raise InvalidRequest(name, shown(ref), list(forms), self._form_message(route, name, ref, form))
+            if not takes_form(route.inputs.forms, form):
+                message = self._form_message(route, tool, name, ref, form)
+                raise InvalidRequest(name, shown(ref), list(route.inputs.forms or ()), message)
 
-    def _form_message(self, route: Route, name: str, ref: str, form: str) -> str:
+    def _form_message(self, route: Route, tool: str, name: str, ref: str, form: str) -> str:
         what = {"file": "a local file", "base64": "inline data", "url": "a URL"}[form]
         takes = " or ".join(
             {"url": "http(s) URLs", "base64": "inline base64", "file": "uploaded files"}[f]
             for f in route.inputs.forms or ()
         )
+        # The same test the call just failed, so every provider named would pass it; configured or
+        # not (the agent can ask for a key), but only those able to do this tool (and a mask).
         others = [
             r.provider
-            for r in self.router.routes
+            for r in self.router.offered_routes(tool, configured_only=False)
             if r.model == route.model
             and r.provider != route.provider
-            and (not r.inputs.forms or form in r.inputs.forms)
+            and (name != "mask" or r.can("mask"))
+            and takes_form(r.inputs.forms, form)
         ]
         hint = f"; providers of {route.model} that take it: {', '.join(others)}" if others else ""
         return f'{name} "{shown(ref)}" is {what}, but {route.where} takes only {takes}{hint}'

@@ -10,9 +10,15 @@ import socket
 import subprocess
 import sys
 
+import anyio
 import pytest
 from tests.support import TEST_KEY_PREFIX, base_env
+from tools.emulator import mixroute as emulated_mixroute
+from tools.emulator import openai_images as emulated_openai
 from tools.emulator import start_thread
+
+from imagegate.doctor import diagnose
+from imagegate.service import build_service
 
 pytestmark = pytest.mark.slow
 
@@ -159,3 +165,55 @@ def test_offline_checks_nothing_and_says_so(emu, tmp_path):
     done = doctor(env, "--offline")
     assert done.returncode == 0 and "every one checked works" not in done.stdout
     assert "openai (--offline)" in done.stdout and emu.requests("openai") == []
+
+
+EMULATED_LISTS = {  # imagegate provider -> the emulator provider serving it, and the ids it lists itself
+    "zhaotou": ("zhaotou", emulated_openai.FLAVOURS["zhaotou"].models),
+    "modelmax": ("modelmax", emulated_openai.FLAVOURS["modelmax"].models),
+    "mixroute": ("mixroute", tuple(emulated_mixroute.MODELS)),
+    "local": ("compat", emulated_openai.COMPAT.models),
+}
+LISTED_CONFIG = """
+[providers.local]
+base_url = "{base_url}"
+key_env = "LOCAL_API_KEY"
+[[providers.local.offerings]]
+model = "gpt-image-1"
+upstream = "gpt-image-1"
+[[providers.local.offerings]]
+model = "seedream-4.0"
+upstream = "my-seedream"
+
+[providers.zhaotou.upstream]
+"seedream-4.0" = "doubao-seedream-4-0-250828"
+"""
+
+
+@pytest.mark.parametrize("provider", list(EMULATED_LISTS))
+def test_doctor_compares_each_openai_style_model_list_with_the_ids_the_catalog_sends(emu, tmp_path, provider):
+    """In process (no subprocess): ZhaoTou, ModelMax, MixRoute and a config-defined provider answer
+    GET /models on the emulator; the ids compared are the routes' wire ids, config overrides included."""
+    emulated, own = EMULATED_LISTS[provider]
+    extra = "flux-9-ultra"
+    emu.configure(emulated, models=[extra, "doubao-seedream-4-0-250828", "my-seedream"])
+    config = tmp_path / "imagegate.toml"
+    config.write_text(LISTED_CONFIG.format(base_url=emu.base_url("compat")))
+    name = provider.upper()
+    env = base_env(
+        tmp_path,
+        **{f"{name}_API_KEY": KEY, f"{name}_BASE_URL": emu.base_url(emulated)},
+        IMAGEGATE_CONFIG=str(config),
+    )
+    service = build_service(env)
+    status = next(
+        p for p in anyio.run(diagnose, service.settings, service.catalog).providers if p.id == provider
+    )
+    assert status.works is True and status.problem is None, status.detail
+    wire_ids = {r.upstream for r in service.catalog.routes if r.provider == provider}
+    listed = {*own, extra, "doubao-seedream-4-0-250828", "my-seedream"}
+    assert status.models is not None and status.models.listed == len(listed)
+    assert status.models.catalog_unlisted == sorted(wire_ids - listed)
+    assert extra in status.models.gateway_extra and not wire_ids & set(status.models.gateway_extra)
+    assert [r["endpoint"] for r in emu.requests(emulated)] == ["models"]
+    if provider == "zhaotou":  # the overridden id is the one compared
+        assert "doubao-seedream-4-0-250828" in wire_ids and "seedream-4.0" not in wire_ids

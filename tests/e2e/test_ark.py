@@ -269,7 +269,7 @@ FAILURES = [
         "overdue balance",
     ),
     ("status", {"status": 403}, "auth_failed", "do not have access"),
-    ("status", {"status": 404}, "upstream_error", "does not exist"),
+    ("status", {"status": 404}, "model_not_found", "does not exist"),
     ("status", {"status": 429}, "rate_limited", "exceeded the rate limit"),
     (
         "status",

@@ -1,9 +1,11 @@
-"""AtalkAI end to end: the real server over stdio against the emulator's AtalkAI
+"""AtalkAI end to end: the real server (in memory; one test over stdio) against the emulator's AtalkAI
 (seeds/004_f817f0b0c340ea4a.txt): Flux (URL replies, width/height or aspect_ratio) and Gemini
-(base64 replies, aspect_ratio only), reference images as URL and bare base64, the size rules at
-their edges, each error shape (HTTP status or `code: -1` in a 200) mapped to its kind with the
-upstream's message, and usage/cost in the result and the sidecar. The last section drives the
-emulator directly to show it is as strict as the doc.
+(base64 replies, aspect_ratio only), reference images as URL and bare base64 (up to 8 on every model:
+input_image..input_image_8 are general parameters), the size rules at their edges (the doc's
+multiples of 16), each error shape (HTTP status or `code` in a 200) mapped to its kind with the
+upstream's message, the doc's retry sample (codes 429, 500, 503), and usage/cost with the reply's
+model and provider in the result and the sidecar. The last section drives the emulator directly
+to show it is as strict as the doc.
 """
 
 from __future__ import annotations
@@ -120,7 +122,14 @@ async def test_n_fans_out_one_image_per_call_and_usage_reaches_the_result_and_si
     meta = metadata(result)
     assert meta["calls"] == 3 and len(meta["images"]) == 3
     assert len(bodies(emu)) == 3
-    usage = {"cost": 0.04, "images_generated": 1, "images_failed": 0, "currency": "CNY"}
+    usage = {
+        "cost": 0.04,
+        "images_generated": 1,
+        "images_failed": 0,
+        "currency": "CNY",
+        "model": "flux-1.1-pro",  # the reply's model ("实际使用的模型名称") and provider
+        "provider": "flux",
+    }
     assert meta["usage"] == [usage] * 3
     for entry in meta["images"]:
         sidecar = json.loads(Path(entry["path"]).with_suffix(".json").read_text())
@@ -192,8 +201,9 @@ ACCEPTED = [
     ("flux-2-pro", "64x64", (64, 64)),
     ("flux-2-pro", "1:1", (1024, 1024)),
     ("flux-2-pro", "9:16", (768, 1360)),
-    ("flux-1.1-pro", "1440x1440", (1440, 1440)),
-    ("flux-1.1-pro", "256x256", (256, 256)),
+    ("flux-1.1-pro", "1920x1088", (1920, 1088)),  # doc-valid (multiples of 16), past BFL's 1440
+    ("flux-1.1-pro", "272x256", (272, 256)),  # a multiple of 16, not of BFL's 32
+    ("flux-1.1-pro", "16x16", (16, 16)),
     ("gemini-2.5-flash-image", "16:9", (1344, 768)),
     ("gemini-2.5-flash-image", "32:18", (1344, 768)),  # the same ratio, another spelling
 ]
@@ -203,8 +213,8 @@ REFUSED = [
     ({"model": "flux-2-pro", "size": "1000x1008"}, "not a multiple of 16"),
     ({"model": "flux-2-pro", "size": "48x64"}, "narrower than 64"),
     ({"model": "flux-2-pro", "size": "4:3"}, "a ratio 1:1, 2:3, 3:2, 3:4, 4:5, 5:4, 9:16, 16:9, 21:9"),
-    ({"model": "flux-1.1-pro", "size": "1472x1440"}, "wider than 1440"),
-    ({"model": "flux-1.1-pro", "size": "272x256"}, "not a multiple of 32"),
+    ({"model": "flux-1.1-pro", "size": "1928x1088"}, "not a multiple of 16"),
+    ({"model": "flux-1.1-pro", "size": "4112x4096"}, "more than 16777216 pixels"),
     ({"model": "gemini-2.5-flash-image", "size": "1024x1024"}, "takes only aspect ratios"),
     ({"model": "gemini-2.5-flash-image", "size": "4:3"}, "4:3"),
     ({"model": "flux-2-pro", "safety_tolerance": 6}, "safety_tolerance"),
@@ -231,23 +241,20 @@ async def test_sizes_at_the_edges_are_served_and_past_them_refused_before_any_re
     assert len(emu.requests(PROVIDER)) == served  # nothing refused reached the upstream
 
 
-async def test_reference_counts_past_the_route_limits_are_refused(tmp_path, emu):
+@pytest.mark.parametrize("model", ["flux-2-pro", "flux-1.1-pro", "nano-banana"])
+async def test_every_model_takes_eight_references_without_a_warning_and_refuses_a_ninth(tmp_path, emu, model):
+    # "API 最多支持 8 张图片(1 张主图 + 7 张额外图片)"; input_image is a general parameter (seeds/004)
     refs = [write_image(tmp_path / f"r{k}.png", (64, 48)) for k in range(9)]
+    args = {"model": model, "prompt": "x", "provider": PROVIDER}
     async with serve(env(tmp_path, emu)) as client:
-        flux = await client.call_tool(
-            "edit_image", {"model": "flux-2-pro", "prompt": "x", "images": refs, "provider": PROVIDER}
-        )
-        gemini = await client.call_tool(
-            "edit_image", {"model": "nano-banana", "prompt": "x", "images": refs[:4], "provider": PROVIDER}
-        )
-        text_only = await client.call_tool(
-            "edit_image", {"model": "flux-1.1-pro", "prompt": "x", "images": refs[:1], "provider": PROVIDER}
-        )
+        nine = await client.call_tool("edit_image", {**args, "images": refs})
+        eight = await client.call_tool("edit_image", {**args, "images": refs[:8]})
 
-    assert kind_of(flux) == "invalid_argument" and "8" in text_of(flux)
-    assert kind_of(gemini) == "invalid_argument" and "3" in text_of(gemini)
-    assert kind_of(text_only) == "invalid_argument"
-    assert emu.requests(PROVIDER) == []
+    assert kind_of(nine) == "invalid_argument" and "8" in text_of(nine)
+    assert not eight.is_error, text_of(eight)
+    assert metadata(eight)["warnings"] == []
+    (body,) = bodies(emu)  # the ninth never reached the upstream
+    assert [k for k in body if k.startswith("input_image")][-1] == "input_image_8"
 
 
 # ---- failures: each shape mapped to its kind, with the upstream's own message
@@ -271,7 +278,7 @@ FAULTS: list[tuple[dict[str, Any], str, str | None]] = [
     ({"kind": "error_in_200", "message": "提示词包含敏感内容"}, "content_refused", "提示词包含敏感内容"),
     ({"kind": "status", "status": 400}, "upstream_error", "Invalid request parameters"),
     ({"kind": "error_in_200"}, "upstream_error", "Invalid request parameters"),
-    ({"kind": "status", "status": 500}, "upstream_error", "Internal server error"),
+    ({"kind": "status", "status": 500, "count": 2}, "upstream_error", "Internal server error"),
     ({"kind": "status", "status": 503, "count": 2}, "upstream_error", "Service temporarily unavailable"),
     ({"kind": "status", "status": 504, "count": 2}, "timeout", "Upstream timeout"),
     ({"kind": "malformed_json"}, "upstream_error", "malformed JSON"),
@@ -291,6 +298,36 @@ async def test_each_error_shape_maps_to_its_kind_with_the_upstream_message(tmp_p
             assert fragment is None or fragment in text_of(result), (fault, text_of(result))
             assert result.meta[ERROR_META]["provider"] == PROVIDER
             no_secret_anywhere(tmp_path, text_of(result))
+
+
+# The doc's retry sample: `elif result.get("code") in [429, 500, 503]: # 可重试的错误` (seeds/004).
+@pytest.mark.parametrize("code", [429, 500, 503])
+@pytest.mark.parametrize("kind", ["error_in_200", "status"])
+async def test_the_docs_retryable_codes_are_retried_and_the_call_then_succeeds(tmp_path, emu, kind, code):
+    fault = {"code": code} if kind == "error_in_200" else {"status": code}
+    emu.fault(PROVIDER, "generate", kind, **fault)
+    clock = VirtualTime()
+    async with serve(env(tmp_path, emu), **clock.hooks) as client:
+        result = await client.call_tool(
+            "generate_image", {"model": "flux-2-pro", "prompt": "x", "provider": PROVIDER}
+        )
+
+    assert not result.is_error, text_of(result)
+    first = emu.requests(PROVIDER)[0]
+    assert first["fault"] == kind and first["status"] == (200 if kind == "error_in_200" else code)
+    assert len(emu.requests(PROVIDER)) == 2 and len(clock.sleeps) == 1
+
+
+async def test_a_code_minus_one_is_not_retried(tmp_path, emu):
+    emu.fault(PROVIDER, "generate", "error_in_200", status=400, count=2)
+    clock = VirtualTime()
+    async with serve(env(tmp_path, emu), **clock.hooks) as client:
+        result = await client.call_tool(
+            "generate_image", {"model": "flux-2-pro", "prompt": "x", "provider": PROVIDER}
+        )
+
+    assert kind_of(result) == "upstream_error" and "Invalid request parameters" in text_of(result)
+    assert len(emu.requests(PROVIDER)) == 1 and clock.sleeps == []
 
 
 async def test_bad_base64_from_gemini_is_an_upstream_error(tmp_path, emu):
@@ -375,6 +412,7 @@ def test_emulator_refuses_a_missing_or_wrong_key_in_the_docs_shape(http, auth):
             "Invalid aspect_ratio parameter. Supported ratios: 1:1, 2:3, 3:2, 3:4, 4:5",
         ),
         ({"width": 1000, "height": 1024}, "Invalid width parameter: 1000"),
+        ({"width": 4112, "height": 4096}, "more than 16777216 pixels"),
         ({"width": 1024, "height": 0}, "Invalid height parameter: 0"),
         ({"width": "1024"}, "Invalid width parameter: expected an integer"),
         ({"safety_tolerance": 6}, "Invalid safety_tolerance parameter: 6"),
@@ -418,6 +456,24 @@ def test_emulator_answers_gemini_with_base64_png(http):
     assert reply["provider"] == "gemini" and reply["usage"]["cost"] == 0.02
     with Image.open(io.BytesIO(base64.b64decode(item["image"]))) as image:
         assert image.size == (768, 1344)
+
+
+def test_emulator_takes_any_positive_multiple_of_16_for_any_flux_model(http):
+    reply = post(http, model="flux-1.1-pro", width=1920, height=1088).json()
+
+    assert reply["code"] == 0 and reply["model"] == "flux-1.1-pro"
+    with Image.open(io.BytesIO(http.get(reply["data"][0]["image"]).content)) as image:
+        assert image.size == (1920, 1088)
+
+
+def test_emulator_refuses_a_reference_over_20_megapixels(http):
+    buffer = io.BytesIO()
+    Image.new("1", (5000, 4001)).save(buffer, format="PNG")
+    reply = post(
+        http, model="gemini-2.5-flash-image", input_image=base64.b64encode(buffer.getvalue()).decode()
+    )
+
+    assert reply.status_code == 400 and "20MP" in reply.json()["msg"]
 
 
 def test_emulator_takes_eight_base64_or_data_url_references(http):

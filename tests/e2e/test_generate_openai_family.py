@@ -25,6 +25,8 @@ from tests.support import (
     text_of,
 )
 
+from imagegate.catalog import load_catalog
+
 pytestmark = pytest.mark.anyio
 
 PROMPT = "a red fox in the snow"
@@ -110,10 +112,10 @@ GENERATIONS = [
         id="zhaotou-gemini-3-pro",
     ),
     pytest.param(
-        {"model": "imagen-3", "n": 3},
+        {"model": "imagen-3", "n": 5},  # Imagen's own 4 per request (seeds/003 states no maximum)
         "modelmax",
         (1024, 1024),
-        [1, 1, 1],
+        [4, 1],
         "b64_json",
         False,
         id="modelmax-imagen-3-fans-out",
@@ -141,7 +143,7 @@ async def test_every_image_is_saved_at_the_asked_size_with_a_sidecar(
     meta = metadata(result)
     n = sum(per_call)
     assert (meta["model"], meta["provider"], meta["calls"], len(meta["images"])) == (
-        args["model"],
+        load_catalog().resolve_model(args["model"]),
         provider,
         len(per_call),
         n,
@@ -157,7 +159,7 @@ async def test_every_image_is_saved_at_the_asked_size_with_a_sidecar(
         )
         assert entry["uri"] == path.as_uri()
         side = sidecar_of(path)
-        assert (side["prompt"], side["model"], side["provider"]) == (PROMPT, args["model"], provider)
+        assert (side["prompt"], side["model"], side["provider"]) == (PROMPT, meta["model"], provider)
         assert side["image"] == {
             "width": size[0],
             "height": size[1],
@@ -264,7 +266,7 @@ async def test_the_upstream_receives_exactly_the_knobs_its_model_takes(
         ({"model": "imagen-3", "output_format": "png"}, "output_format"),
         ({"model": "gemini-3-pro-image-preview", "provider": "zhaotou", "seed": 7}, "seed"),
         ({"model": "dall-e-3", "size": "1536x1024"}, "size"),
-        ({"model": "imagen-3", "size": "1792x1024"}, "size"),
+        ({"model": "imagen-3", "size": "16:9"}, "size"),  # ModelMax takes WxH only (seeds/003)
     ],
 )
 async def test_a_knob_or_size_the_route_lacks_is_refused_before_any_request(client, emulator, args, argument):
@@ -388,9 +390,9 @@ async def test_progress_is_reported_at_each_phase_and_only_goes_up(client):
 
 
 async def test_the_summary_names_model_provider_calls_and_every_saved_path(client):
-    result = await generate(client, model="imagen-3", n=2)
+    result = await generate(client, model="imagen-3", n=5)
     lines = text_of(result).splitlines()
-    assert lines[0].startswith("2 images from imagen-3 via modelmax") and "(2 calls)" in lines[0]
+    assert lines[0].startswith("5 images from imagen-3 via modelmax") and "(2 calls)" in lines[0]
     for entry in metadata(result)["images"]:
         assert f"- {entry['path']} (1024x1024)" in lines
         assert Path(entry["path"]).is_absolute()

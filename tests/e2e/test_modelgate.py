@@ -1,7 +1,8 @@
-"""ModelGate end to end: the real server over stdio against the emulator's ModelGate
-(seeds/000_04e54511d4d1ae45.txt): generation and reference images on all three models, the
-size tables at their edges, each documented error code, usage in the result and the sidecar.
-The last section drives the emulator directly to show it is as strict as the doc.
+"""ModelGate end to end: the real server (in memory; one test over stdio) against the emulator's
+ModelGate (seeds/000_04e54511d4d1ae45.txt): generation and reference images on all three models, the
+size tables at their edges, each documented error code and the doc's retry guidance (is_retry on 429;
+500/503/508 "请稍后重试", as a status or inside a 200 body; waits on VirtualTime), usage in the result
+and the sidecar. The last section drives the emulator directly to show it is as strict as the doc.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 import httpx2
 import pytest
 from PIL import Image
-from tests.support import metadata, provider_env, serve, sizes_of, text_of, write_image
+from tests.support import VirtualTime, metadata, provider_env, serve, sizes_of, text_of, write_image
 from tools.emulator import EmulatorClient
 
 pytestmark = pytest.mark.anyio
@@ -54,14 +55,14 @@ async def test_seedream_makes_n_images_in_one_call_with_the_doubao_body(tmp_path
     assert sizes_of(meta) == [(2560, 1440)] * 3
     assert {entry["mime_type"] for entry in meta["images"]} == {"image/jpeg"}
     (body,) = bodies(emu)
-    assert list(body) == ["output_type", "number_results", "model", "prompt", "size", "output_format"]
+    # the doc's Doubao order, without output_format (a field of the Google models only)
+    assert list(body) == ["output_type", "number_results", "model", "prompt", "size"]
     assert body == {
         "output_type": "base64",
         "number_results": 3,
         "model": "volcengine/doubao-seedream-4-0",
         "prompt": "a cat in a spacesuit",
         "size": "2560x1440",
-        "output_format": "png",
     }
     assert "authorization" in emu.requests(PROVIDER)[0]["headers"]
     no_secret_anywhere(tmp_path, text_of(result))
@@ -75,6 +76,7 @@ async def test_usage_and_task_ids_reach_the_result_and_the_sidecar(tmp_path, emu
     meta = metadata(result)
     (usage,) = meta["usage"]
     assert usage["usage"] == [{"quality": "default", "size": "2048x2048"}] * 2
+    assert usage["model"] == "volcengine/doubao-seedream-4-0"  # the model the reply says served it
     assert len(usage["task_id"]) == 32 and usage["request_id"].isdigit()
     for entry in meta["images"]:
         sidecar = json.loads(Path(entry["path"]).with_suffix(".json").read_text())
@@ -184,21 +186,38 @@ async def test_nano_banana_pro_edit_takes_urls_and_its_reference_size_list(tmp_p
     assert body["seed_images"] == refs and body["size"] == "2528x1696"
 
 
-async def test_google_routes_refuse_local_files_and_nano_banana_a_second_reference(tmp_path, emu):
-    image = write_image(tmp_path / "ref.png", (64, 48))
-    urls = ["https://example.com/a.png", "https://example.com/b.png"]
+async def test_no_size_is_invented_for_several_references_one_reference_keeps_the_docs_default(tmp_path, emu):
+    refs = ["https://example.com/a.png", "https://example.com/b.png"]
+    args = {"model": "nano-banana-pro", "prompt": "blend", "provider": PROVIDER}
     async with serve(env(tmp_path, emu)) as client:
-        local = await client.call_tool(
-            "edit_image", {"model": "nano-banana", "prompt": "x", "images": [image], "provider": PROVIDER}
-        )
-        two = await client.call_tool(
-            "edit_image", {"model": "nano-banana", "prompt": "x", "images": urls, "provider": PROVIDER}
-        )
+        one = await client.call_tool("edit_image", {**args, "images": refs[:1]})
+        several = await client.call_tool("edit_image", {**args, "images": refs})
+
+    assert sizes_of(metadata(one)) == [(1024, 1024)]  # "单图输入": the full list, the doc's default
+    first, second = bodies(emu)
+    assert first["size"] == "1024x1024"
+    assert "size" not in second  # "多图输入" has no documented default: ModelGate decides
+    assert several.is_error, text_of(several)  # this emulator applies 1024x1024 and refuses it
+    assert "invalid Size for nano-banana-pro" in text_of(several)
+
+
+async def test_google_routes_refuse_local_files_and_nano_banana_takes_up_to_ten_urls(tmp_path, emu):
+    image = write_image(tmp_path / "ref.png", (64, 48))
+    urls = [f"https://example.com/{k}.png" for k in range(11)]
+    args = {"model": "nano-banana", "prompt": "x", "provider": PROVIDER}
+    async with serve(env(tmp_path, emu)) as client:
+        local = await client.call_tool("edit_image", {**args, "images": [image]})
+        eleven = await client.call_tool("edit_image", {**args, "images": urls})
+        ten = await client.call_tool("edit_image", {**args, "images": urls[:10]})
 
     assert local.is_error and local.meta["io.imagegate/error"]["kind"] == "invalid_argument"
     assert "takes only http(s) URLs" in text_of(local)
-    assert two.is_error and two.meta["io.imagegate/error"]["kind"] == "invalid_argument"
-    assert bodies(emu) == []
+    assert eleven.is_error and eleven.meta["io.imagegate/error"]["kind"] == "invalid_argument"
+    # "最大输入图像数: 10" read over "支持单图输入" (UNCONFIRMED): sent, without a warning
+    assert not ten.is_error, text_of(ten)
+    assert metadata(ten)["warnings"] == []
+    (body,) = bodies(emu)
+    assert body["seed_images"] == urls[:10]
 
 
 # ---- errors
@@ -254,15 +273,37 @@ async def test_a_wrong_key_is_auth_failed_and_the_key_is_never_echoed(tmp_path, 
     no_secret_anywhere(tmp_path, text_of(result))
 
 
-async def test_an_http_429_is_retried_and_the_call_then_succeeds(tmp_path, emu):
-    emu.fault(PROVIDER, "generations", "status", status=429, retry_after="0")
-    async with serve(env(tmp_path, emu)) as client:
+# The doc's retry guidance: "if (data.is_retry) { … return generateImage(payload) }" for 429, and
+# "服务器错误,请稍后重试" for 500/503/508; each as an HTTP status and inside a 200 body.
+RETRIED = [(kind, code) for code in (429, 500, 503, 508) for kind in ("status", "error_in_200")]
+
+
+@pytest.mark.parametrize(("kind", "code"), RETRIED)
+async def test_the_docs_retryable_codes_are_retried_and_the_call_then_succeeds(tmp_path, emu, kind, code):
+    emu.fault(PROVIDER, "generations", kind, status=code)
+    clock = VirtualTime()
+    async with serve(env(tmp_path, emu), **clock.hooks) as client:
         result = await client.call_tool(
             "generate_image", {"model": "nano-banana", "prompt": "x", "provider": PROVIDER}
         )
 
     assert not result.is_error, text_of(result)
-    assert [record["status"] for record in emu.requests(PROVIDER)] == [429, 200]
+    first_status = 200 if kind == "error_in_200" else code
+    assert [record["status"] for record in emu.requests(PROVIDER)] == [first_status, 200]
+    assert len(clock.sleeps) == 1  # one backoff, waited on virtual time
+
+
+async def test_a_retryable_code_that_persists_ends_after_the_retries_with_its_kind(tmp_path, emu):
+    emu.fault(PROVIDER, "generations", "error_in_200", status=508, count=3)
+    clock = VirtualTime()
+    async with serve(env(tmp_path, emu, IMAGEGATE_MAX_RETRIES="2"), **clock.hooks) as client:
+        result = await client.call_tool(
+            "generate_image", {"model": "nano-banana", "prompt": "x", "provider": PROVIDER}
+        )
+
+    assert result.meta["io.imagegate/error"]["kind"] == "upstream_error"
+    assert "upstream task failed, please retry later" in text_of(result)
+    assert len(emu.requests(PROVIDER)) == 3 and len(clock.sleeps) == 2
 
 
 async def test_a_partial_seedream_batch_keeps_what_arrived_and_says_so(tmp_path, emu):
@@ -317,7 +358,7 @@ STRICT_CASES = [
         {"model": "google/nano-banana", "seed_images": ["data:image/png;base64," + png_b64()]},
         "only image URLs",
     ),
-    ({"model": "google/nano-banana", "seed_images": [URL, URL]}, "too many seed_images for nano-banana"),
+    ({"model": "google/nano-banana", "seed_images": [URL] * 11}, "too many seed_images for nano-banana"),
     ({"model": "google/nano-banana-pro", "seed_images": [URL, URL]}, "invalid Size for nano-banana-pro"),
     (
         {"model": "volcengine/doubao-seedream-4-0", "size": "2048x2048", "seed_images": ["bm90IGFuIGltYWdl"]},

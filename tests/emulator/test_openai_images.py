@@ -17,6 +17,7 @@ import httpx2
 import pytest
 from PIL import Image
 from tools.emulator import ControlError, EmulatorClient, start_subprocess, start_thread
+from tools.emulator.openai_images import GATEWAY_MAX_BYTES
 
 KEY = "test-sentinel-7f3a9c"
 
@@ -313,6 +314,44 @@ def test_dall_e_2_variation_and_gateway_variation_without_model(client: httpx2.C
     assert zhaotou.status_code == 200, zhaotou.text
     refused = client.post("/openai/v1/images/variations", data={"model": "gpt-image-1"}, files=files)
     assert error_of(refused, 400)["param"] == "model"
+
+
+def test_zhaotou_takes_the_variations_and_the_edit_mask_its_doc_lists(client: httpx2.Client) -> None:
+    # seeds/002: `-F "image=@original.png" -F "n=2" -F "size=1024x1024"`; edits list `mask file 编辑区域蒙版`.
+    files = [("image", ("original.png", png(64, 64), "image/png"))]
+    varied = client.post("/zhaotou/v1/images/variations", data={"n": "2", "size": "1024x1024"}, files=files)
+    masked = edit(
+        client,
+        [*files, ("mask", ("mask.png", png(64, 64, "RGBA"), "image/png"))],
+        "zhaotou",
+        model="flux-2.0",
+    )
+
+    assert len(varied.json()["data"]) == 2 and "revised_prompt" not in varied.json()["data"][0]
+    assert masked.status_code == 200, masked.text
+
+
+@pytest.mark.parametrize(
+    ("status", "words"),
+    [(413, "图像文件过大,请压缩后重试"), (500, "服务器内部错误,建议重试"), (429, "Rate limit reached")],
+)
+def test_zhaotou_errors_carry_its_documented_words(
+    client: httpx2.Client, emulator: EmulatorClient, status: int, words: str
+) -> None:
+    emulator.fault("zhaotou", "*", "status", status=status)
+
+    assert words in error_of(generate(client, "zhaotou", model="m"), status)["message"]
+
+
+def test_an_oversize_upload_is_a_413_on_zhaotou_and_a_400_elsewhere(client: httpx2.Client) -> None:
+    big = png(8, 8) + bytes(GATEWAY_MAX_BYTES)  # a valid PNG header, then padding past the gateways' cap
+    files = [("image", ("big.png", big, "image/png"))]
+
+    zhaotou = edit(client, files, "zhaotou", model="gemini-3-pro-image-preview")
+    compat = edit(client, files, "compat", model="gpt-image-1")
+
+    assert "请压缩后重试" in error_of(zhaotou, 413)["message"]
+    assert error_of(compat, 400)["code"] == "file_too_large"
 
 
 # ---- auth and the request log

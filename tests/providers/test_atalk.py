@@ -151,8 +151,23 @@ def test_the_flux_url_reply_gives_a_url_artifact_with_its_revised_prompt_and_cos
             revised_prompt="A cute kitten playing in sunlight, photography style, soft lighting",
         ),
     )
-    assert reply.usage == {"cost": 0.04, "images_generated": 1, "images_failed": 0, "currency": "CNY"}
+    assert reply.usage == {
+        "cost": 0.04,
+        "images_generated": 1,
+        "images_failed": 0,
+        "currency": "CNY",
+        "model": "flux-2-pro",
+        "provider": "flux",
+    }
     assert reply.failures == ()
+
+
+def test_the_replys_model_and_provider_travel_even_without_a_usage_object():
+    body = {k: v for k, v in fixture("base64_reply").items() if k != "usage"}
+
+    reply = parse_reply(body, "atalk")
+
+    assert reply.usage == {"model": "gemini-2.5-flash-image", "provider": "gemini"}
 
 
 def test_the_gemini_base64_reply_gives_decoded_bytes_and_their_mime():
@@ -266,11 +281,27 @@ def test_errors_map_by_status_code_and_message(status: int, body: Any, error: ty
         assert result.upstream_message == (body.get("msg") or body.get("message"))
 
 
-def test_a_503_in_the_code_field_is_a_retryable_upstream_error():
-    result = classify_error(200, {"code": 503, "msg": "Service temporarily unavailable"}, "atalk")
+@pytest.mark.parametrize("code", [500, 503])
+@pytest.mark.parametrize("where", ["body", "status"])
+def test_the_docs_retryable_server_codes_are_retryable_in_the_body_or_as_the_status(code, where):
+    # seeds/004 错误重试策略: `elif result.get("code") in [429, 500, 503]: # 可重试的错误`
+    body = {"code": code if where == "body" else -1, "msg": "Service temporarily unavailable"}
+    result = classify_error(200 if where == "body" else code, body, "atalk")
 
     assert type(result) is UpstreamError
-    assert result.retryable and result.status == 503
+    assert result.retryable and result.status == code
+
+
+@pytest.mark.parametrize("status", [400, 502, 504])
+def test_other_failures_keep_their_own_retry_rule(status):
+    assert classify_error(200, {"code": -1, "msg": "Request failed"}, "atalk").retryable is False
+    assert classify_error(status, {"code": -1, "msg": "Request failed"}, "atalk").retryable is (status != 400)
+
+
+def test_a_refusal_with_code_500_is_still_a_refusal_and_never_retried():
+    result = classify_error(200, {"code": 500, "msg": "账户余额不足"}, "atalk")
+
+    assert type(result) is InsufficientBalance and not result.retryable
 
 
 def test_a_bad_parameter_names_the_status_and_keeps_the_upstream_text():
@@ -283,9 +314,15 @@ def test_a_bad_parameter_names_the_status_and_keeps_the_upstream_text():
 # ---- run, over a mock transport
 
 
-async def _run(handler: Any, key: str = "sk-atalk-secret-1234") -> Any:
+async def _run(handler: Any, key: str = "sk-atalk-secret-1234", max_retries: int = 0) -> Any:
     profile = ProviderProfile(id="atalk", base_url="https://api.atalk-ai.com", key=SecretStr(key))
-    client = ProviderClient(profile, timeout=5, max_retries=0, transport=httpx2.MockTransport(handler))
+    client = ProviderClient(
+        profile,
+        timeout=5,
+        max_retries=max_retries,
+        transport=httpx2.MockTransport(handler),
+        sleep=_no_wait,
+    )
     try:
         return await run(job("flux-2-pro", ResolvedSize(ratio="1:1")), client)
     finally:
@@ -306,3 +343,35 @@ async def test_run_posts_the_body_with_the_bearer_key_and_returns_the_reply():
     assert seen[0].headers["authorization"] == "Bearer sk-atalk-secret-1234"
     assert json.loads(seen[0].content) == {"model": "flux-2-pro", "prompt": PROMPT, "aspect_ratio": "1:1"}
     assert reply.artifacts[0].url == "https://example.com/generated-image.png"
+
+
+async def _no_wait(_: float) -> None:
+    return None
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("code", [429, 500, 503])
+async def test_run_retries_the_codes_the_docs_sample_retries_then_returns_the_images(code):
+    sent: list[httpx2.Request] = []
+
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        sent.append(request)
+        reply = {"code": code, "msg": "try again"} if len(sent) == 1 else fixture("url_reply")
+        return httpx2.Response(200, json=reply)
+
+    reply = await _run(handler, max_retries=3)
+
+    assert len(sent) == 2 and reply.artifacts[0].url
+
+
+@pytest.mark.anyio
+async def test_run_does_not_retry_a_code_minus_one():
+    sent: list[httpx2.Request] = []
+
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        sent.append(request)
+        return httpx2.Response(200, json=fixture("error_aspect_ratio"))
+
+    with pytest.raises(UpstreamError):
+        await _run(handler, max_retries=3)
+    assert len(sent) == 1

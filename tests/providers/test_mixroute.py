@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -15,12 +16,13 @@ import httpx2
 import pytest
 from pydantic import SecretStr
 
-from imagegate.catalog import ResolvedSize, Route, load_catalog
+from imagegate.catalog import ResolvedSize, Route, load_catalog, resolve_size
 from imagegate.catalog.spec import WireOptions
 from imagegate.errors import (
     AuthFailed,
     ContentRefused,
     InsufficientBalance,
+    InvalidRequest,
     NoImagesReturned,
     RateLimited,
     UpstreamError,
@@ -41,13 +43,21 @@ def fixture(name: str) -> Any:
     return json.loads((FIXTURES / f"{name}.json").read_text())
 
 
+DOC = fixture("doc_facts")  # the doc's own lines, fact by fact
+SEEDREAM = ("seedream-3.0", "seedream-4.0", "seedream-4.5", "seededit-3.0")
+
+
 def route(model: str) -> Route:
-    return next(r for r in load_catalog().routes_for(model) if r.provider == "mixroute")
+    """MixRoute's route of a model, named by the doc's id or the catalog's (aliases resolve)."""
+    catalog = load_catalog()
+    return next(
+        r for r in catalog.routes_for(catalog.resolve_model(model) or model) if r.provider == "mixroute"
+    )
 
 
 def job(model: str, **kw: Any) -> Batch:
     fields: dict[str, Any] = {
-        "tool": "generate",
+        "tool": "edit" if kw.get("images") else "generate",
         "route": route(model),
         "prompt": "a red fox",
         "count": 1,
@@ -169,10 +179,14 @@ def test_seedream_size_is_pixels_a_bare_tier_or_adaptive(model, size, wire):
     assert "image_size" not in body and "n" not in body and "response_format" not in body
 
 
-def test_seedream_asks_for_group_mode_only_when_the_route_has_it_and_a_batch_needs_it():
-    assert "sequential_image_generation" not in build_request(job("seedream-4.0")).json
-    assert build_request(job("seedream-4.0", count=3)).json["sequential_image_generation"] == "auto"
-    assert "sequential_image_generation" not in build_request(job("seedream-3.0", count=3)).json
+def test_group_mode_is_a_switch_without_a_count_so_no_route_asks_for_it():
+    switch, (line,) = DOC["group_mode"][1], [q for q in DOC["counts"] if "組圖功能" in q]
+    assert re.findall(r'"(\w+)"', switch) == ["disabled", "auto"]  # the only values: no count field
+    assert re.search(r"(\d)-(\d)", line).groups() == ("1", "4")  # and the model makes 1-4 in "auto"
+    for model in SEEDREAM:
+        assert route(model).per_call == 1 and not route(model).wire.sequential
+        for count in (1, 3):  # even a batch of several (the planner never makes one) stays single
+            assert "sequential_image_generation" not in build_request(job(model, count=count)).json
 
 
 def test_gpt_image_text_to_image_is_the_docs_example():
@@ -242,6 +256,130 @@ def test_the_dialect_decides_the_body_not_the_model_name():
 def test_extra_is_merged_last_and_as_is():
     body = build_request(job("gemini-3-pro-image-preview", extra={"temperature": 0.2, "n": 1})).json
     assert body["temperature"] == 0.2
+
+
+# ---- the catalog's MixRoute offerings against the doc, fact by fact (tests/fixtures/mixroute/doc_facts.json)
+
+
+def mixroute_routes() -> list[Route]:
+    return [r for r in load_catalog().routes if r.provider == "mixroute"]
+
+
+def test_every_model_id_the_doc_names_is_sent_by_one_route():
+    named = set(re.findall(r"(?:qwen|gpt|doubao|gemini)[\w.-]*\w", " ".join(DOC["model_ids"] + DOC["table"])))
+    assert len(named) == 10
+    assert sorted(r.upstream for r in mixroute_routes()) == sorted(named)
+
+
+def test_gpt_image_sizes_default_quality_and_fidelity_are_the_docs():
+    sizes, quality, fidelity = DOC["gpt_image"]
+    *listed, default = re.findall(r"\d+x\d+", sizes)
+    for model in ("gpt-image-1", "gpt-image-1-mini"):
+        gpt = route(model)
+        assert (gpt.sizes.kind, gpt.sizes.sizes, gpt.sizes.default) == ("list", listed, default)
+        assert set(gpt.knobs["quality"].values or ()) == set(re.findall(r'"(\w+)"', quality))
+    assert set(route("gpt-image-1").knobs["input_fidelity"].values or ()) == set(
+        re.findall(r'"(\w+)"', fidelity)
+    )
+
+
+def test_gemini_ratios_and_output_formats_are_the_docs():
+    ratios, formats = DOC["gemini"]
+    for model in ("gemini-2.5-flash-image", "gemini-3-pro-image-preview"):
+        gemini = route(model)
+        assert (gemini.sizes.kind, gemini.sizes.ratios) == ("ratio", re.findall(r"\d+:\d+", ratios))
+        assert list(gemini.output_formats) == re.findall(r"image/(\w+)", formats)
+        assert gemini.knobs["output_format"].values == list(gemini.output_formats)
+
+
+FAMILY_ROUTES = {
+    "通義千問": ("qwen-image-edit-plus",),
+    "GPT Image": ("gpt-image-1", "gpt-image-1-mini"),
+    "豆包 Seedream 4.x": ("seedream-4.0", "seedream-4.5"),
+    "Gemini": ("gemini-2.5-flash-image", "gemini-3-pro-image-preview"),
+}
+
+
+@pytest.mark.parametrize("line", DOC["input_formats"])
+def test_input_image_formats_and_bytes_are_the_docs(line):
+    family, formats, megabytes = re.fullmatch(r"- (.+?):(.+),最大 (\d+)MB", line).groups()
+    wanted = {"jpeg" if f == "JPG" else f.lower() for f in formats.split("、")}
+    for model in FAMILY_ROUTES[family]:
+        inputs = route(model).inputs
+        assert set(inputs.formats or ()) == wanted, model
+        assert inputs.max_bytes == int(megabytes) * 1024 * 1024, model
+
+
+def test_images_per_call_are_the_docs():
+    _, gpt, _, qwen = DOC["counts"]  # GPT n 1-10; Seedream group mode (above); Qwen one per request
+    low, high = map(int, re.search(r"(\d+)-(\d+)", gpt).groups())
+    assert "每次請求生成1張" in qwen
+    for model in ("gpt-image-1", "gpt-image-1-mini"):
+        assert (low, route(model).per_call, route(model).max_n) == (1, high, high)
+    for model in ("qwen-image-plus", "qwen-image-edit-plus"):
+        assert route(model).per_call == 1
+
+
+def test_seedream_4x_takes_the_docs_tiers_and_sizes_and_never_a_bare_1k():
+    _, _, four_x, _, three = DOC["seedream_sizes"]
+    tiers = re.findall(r"\dK", four_x)
+    assert tiers == ["2K", "4K"]
+    for model in ("seedream-4.0", "seedream-4.5"):
+        rule = route(model).sizes
+        assert rule.tiers == tiers
+        for pixels in re.findall(r"\d+x\d+", four_x):
+            assert resolve_size(rule, pixels, None, model).pixels == pixels
+        with pytest.raises(InvalidRequest, match="2K, 4K"):
+            resolve_size(rule, None, "1K", model)
+        body = build_request(job(model, size=resolve_size(rule, None, "2K", model))).json
+        assert body["size"] == "2K"
+    for pixels in re.findall(r"\d+x\d+", three):
+        assert resolve_size(route("seedream-3.0").sizes, pixels, None, "seedream-3.0").pixels == pixels
+
+
+def test_seedream_4_0_keeps_sizes_below_2k_because_the_doc_sends_1024x1024_itself():
+    base = fixture("request_seedream_base")  # the doc's last example, model "seedream-4.0-base"
+    seedream = route("seedream-4.0")
+    assert resolve_size(seedream.sizes, base["size"], None, "x").pixels == base["size"]
+    assert "sizes" in seedream.unconfirmed and "1024x1024" in seedream.unconfirmed["sizes"]
+
+
+@pytest.mark.parametrize("model", ["seedream-3.0", "seededit-3.0"])
+def test_guidance_scale_spans_the_docs_recommended_range(model):
+    low, high = map(float, re.search(r"([\d.]+)-([\d.]+)", DOC["guidance_scale"][0]).groups())
+    knob = route(model).knobs["guidance_scale"]
+    assert (knob.min, knob.max) == (low, high)
+
+
+def test_response_format_is_sent_only_where_the_docs_example_sends_it():
+    only_b64 = [line for line in DOC["response_format"] if "僅支持" in line]
+    assert only_b64 == ["- GPT Image 系列:僅支持", "- Gemini 系列:僅支持"]
+    for r in mixroute_routes():
+        body = build_request(job(r.model, images=(image(),) if not r.can("generate") else ())).json
+        assert body.get("response_format") == ("b64_json" if r.wire.dialect == "gemini" else None), r.model
+
+
+def test_gpt_image_1_takes_several_references_as_its_multi_image_fusion_says():
+    (row,) = [line for line in DOC["table"] if line.startswith("gpt-image-1 |")]
+    assert "多圖融合" in row
+    gpt = route("gpt-image-1")
+    assert gpt.can("multi_reference") and (gpt.inputs.max_images or 0) > 1
+    assert "inputs" in gpt.unconfirmed  # the doc gives neither the count nor the form
+    body = build_request(job("gpt-image-1", images=(image(), image(32, 32)))).json
+    assert body["image"] == [DATA_URL, DATA_URL]
+
+
+def test_qwen_sends_no_size_unless_one_is_asked():
+    for model in ("qwen-image-plus", "qwen-image-edit-plus"):
+        qwen = route(model)
+        assert "sizes" in qwen.unconfirmed
+        images = () if qwen.can("generate") else (image(),)
+        unasked = build_request(
+            job(model, images=images, size=resolve_size(qwen.sizes, None, None, model))
+        ).json
+        assert "size" not in unasked.get("parameters", {})
+    asked = resolve_size(route("qwen-image-plus").sizes, "16:9", None, "qwen-image-plus")
+    assert build_request(job("qwen-image-plus", size=asked)).json["parameters"] == {"size": "1664*928"}
 
 
 # ---- parse_reply: both documented shapes

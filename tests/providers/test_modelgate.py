@@ -1,13 +1,16 @@
 """ModelGate protocol, pure parts: request bodies, replies and errors (seeds/000_04e54511d4d1ae45.txt).
 
 Fixtures in tests/fixtures/modelgate/ are the doc's own examples (the reply sample's truncated base64
-replaced by a whole 4x3 PNG; the error sample without its JS comment).
+replaced by a whole 4x3 PNG; the error sample without its JS comment). The Doubao request example
+sends `output_format`, a field the doc's parameter table gives to the Google models only: the adapter
+leaves it out for Seedream, so that test compares against the example without it.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -41,8 +44,17 @@ def fixture(name: str) -> Any:
     return json.loads((FIXTURES / f"{name}.json").read_text())
 
 
+UPSTREAM = {
+    "seedream-4.0": "volcengine/doubao-seedream-4-0",
+    "gemini-2.5-flash-image": "google/nano-banana",
+    "gemini-3-pro-image-preview": "google/nano-banana-pro",
+}
+"""Routes are found by the doc's upstream id, which does not move when a canonical model id does."""
+
+
 def route(model: str) -> Route:
-    return next(r for r in load_catalog().routes if r.provider == "modelgate" and r.model == model)
+    upstream = UPSTREAM[model]
+    return next(r for r in load_catalog().routes if r.provider == "modelgate" and r.upstream == upstream)
 
 
 def job(model: str, size: str, count: int = 1, **kw: Any) -> Batch:
@@ -61,11 +73,31 @@ def job(model: str, size: str, count: int = 1, **kw: Any) -> Batch:
 # ---- requests
 
 
-def test_seedream_body_is_the_docs_doubao_example_field_for_field_and_in_order():
+def test_seedream_body_is_the_docs_doubao_example_in_order_without_the_google_only_output_format():
     body = build_request(job("seedream-4.0", "2560x1440", count=3)).json
 
     expected = fixture("request_doubao")
+    assert expected.pop("output_format") == "png"  # "只有 google/nano-banana 和 …-pro 支持该字段"
     assert list(body.items()) == list(expected.items())
+
+
+def test_output_format_follows_the_routes_knob_not_what_a_batch_carries():
+    body = build_request(job("seedream-4.0", "2048x2048", knobs={"output_format": "jpeg"})).json
+
+    assert "output_format" not in body  # the route has no such knob: data, not a model name, decides
+
+
+def test_no_size_is_invented_for_several_references_and_a_lone_tier_is_said_not_sent():
+    refs = tuple(InputImage(f"images[{i}]", "", 0, 0, url=f"https://example.com/{i}.png") for i in range(2))
+    base = job("gemini-3-pro-image-preview", "1024x1024", images=refs)
+
+    bare = build_request(replace(base, size=ResolvedSize()))
+    tiered = build_request(replace(base, size=ResolvedSize(tier="2K")))
+
+    assert "size" not in bare.json and bare.warnings == ()
+    assert "size" not in tiered.json
+    (warning,) = tiered.warnings
+    assert warning.feature == "resolution" and "2K was not sent" in warning.detail
 
 
 def test_nano_banana_body_is_the_docs_google_example_field_for_field_and_in_order():
@@ -123,6 +155,7 @@ def test_url_reply_gives_a_url_artifact_and_keeps_usage_with_the_ids():
     assert [a.url for a in reply.artifacts] == ["https://cdn.modelgate.com/images/abc123.png"]
     assert reply.usage == {
         "usage": [{"quality": "default", "size": "1696x2528"}],
+        "model": "google/nano-banana-pro",
         "task_id": "03fb35089a8543f6a7eb4c27ecb0ebe3",
         "request_id": "1765174674381275",
     }

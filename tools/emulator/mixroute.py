@@ -6,6 +6,10 @@ Owns POST /v1/images/generations and its per-family request rules: Gemini (ratio
 per request). Replies are bare OpenAI bodies, or the doc's `{code, msg, data}` envelope (errors included)
 when the key contains "wrapped". Where the doc is silent, the family's native rules apply (ark-seedream.md,
 dashscope-qwen.md, gemini.md). Auth, latency, faults, the request log and image bytes are core's.
+
+Seedream group mode is what the doc says and no more: a switch ("disabled" or "auto") with no count
+field, after which the model makes 1-4 images of its own choosing (FAQ); here, the first digit 1-4 the
+prompt names, else one. Seedream 4.x takes the bare sizes "2K" and "4K" only (the doc: "(2K/4K)").
 """
 
 from __future__ import annotations
@@ -58,7 +62,7 @@ FIELDS = {
     },
     "seedream": {
         "model", "prompt", "size", "seed", "watermark", "guidance_scale", "sequential_image_generation",
-        "sequential_image_generation_options", "optimize_prompt_options", "response_format", "contents", "n",
+        "optimize_prompt_options", "response_format", "contents", "n",
     },
     "gpt-image": {"model", "prompt", "size", "quality", "n", "image", "input_fidelity", "response_format"},
     "qwen": {"model", "input", "parameters", "response_format", "n"},
@@ -90,8 +94,9 @@ class Rule:
     formats: tuple[str, ...] = ()
 
 
+# WxH from 1280x720 (Ark's span): the doc says "(2K/4K)" but its last example sends 1024x1024.
 SEEDREAM_4 = Rule(
-    "seedream", (0, 10), default=(2048, 2048), pixels=(921600, 16777216), tiers=("1K", "2K", "4K"),
+    "seedream", (0, 10), default=(2048, 2048), pixels=(921600, 16777216), tiers=("2K", "4K"),
     group=True, formats=SEEDREAM_FORMATS,
 )  # fmt: skip
 MODELS: dict[str, Rule] = {
@@ -221,15 +226,19 @@ def _seedream(body: dict[str, Any], rule: Rule) -> Plan:
     _number(body, "guidance_scale", 1, 10)
     _optimize(body.get("optimize_prompt_options"))
     modes = ("disabled", "auto") if rule.group else ("disabled",)
-    count = 1
-    if _choice(body, "sequential_image_generation", modes, "disabled") == "auto":
-        options = body.get("sequential_image_generation_options") or {}
-        count = _integer(options if isinstance(options, dict) else {}, "max_images", 1, 1, 4)  # FAQ: 1-4
+    auto = _choice(body, "sequential_image_generation", modes, "disabled") == "auto"
+    count = _group_size(prompt) if auto else 1
     _integer(
         body, "n", 1, 1, 1, "Seedream makes more images only in group mode (sequential_image_generation)"
     )
     delivery = _choice(body, "response_format", ("url", "b64_json"), "url")
     return Plan(count, size, "jpeg", "url" if delivery == "url" else "b64", prompt)
+
+
+def _group_size(prompt: str) -> int:
+    """How many images group mode makes: the model's choice, 1-4 (FAQ); the prompt's first digit 1-4."""
+    named = re.search(r"[1-4]", prompt)
+    return int(named[0]) if named else 1
 
 
 def _seedream_size(value: Any, rule: Rule, refs: list[images.ImageInfo]) -> tuple[int, int]:

@@ -24,7 +24,8 @@ from tools.emulator.core import ApiError, Call, Delivery, Dialect, Provider, del
 __all__ = ["BASE_PATH", "MODELS", "ModelRule", "routes"]
 
 BASE_PATH = "/api/v1"
-DEFAULT_SIZE = "1024x1024"  # the parameter table's default
+# The parameter table's default; not in the "多图输入" list, so a multi-image call without a size is refused.
+DEFAULT_SIZE = "1024x1024"
 OUTPUT_TYPES = ("url", "base64")
 OUTPUT_FORMATS = ("png", "jpeg")
 DATA_URL = re.compile(r"data:image/[\w.+-]+;base64,(.*)", re.S | re.I)
@@ -64,7 +65,9 @@ MODELS: dict[str, ModelRule] = {
         "nano-banana",
         _sizes("1024x1024 832x1248/1248x832 864x1184/1184x864 896x1152/1152x896 768x1344/1344x768 1536x672"),
         max_results=1,
-        max_seed_images=1,
+        # "支持单图输入" (parameter table) against "最大输入图像数: 10" (its limits): the limits' number,
+        # as the catalog reads it (UNCONFIRMED there); the real gateway may refuse a second image.
+        max_seed_images=10,
         seed_base64=False,
         honours_format=True,
         delivery="data_url",
@@ -89,7 +92,9 @@ MODELS: dict[str, ModelRule] = {
     ),
 }
 EXTRA_MODEL = ModelRule("", None, 15, 10, True, True, "data_url")
-SEEDREAM_FORMAT = "jpeg"  # the Seedream route ignores output_format; Seedream itself answers JPEG
+# output_format is a field of the Google models only; the doc's own Doubao example still sends it, so
+# Seedream takes it and ignores it. The doc names no Seedream format: Seedream 4.0 itself answers JPEG.
+SEEDREAM_FORMAT = "jpeg"
 
 
 def routes(provider: Provider) -> list[BaseRoute]:

@@ -3,6 +3,10 @@
 Owns the endpoints /v1/images/{generations,edits,variations} and their reply and error shapes: OpenAI's strict
 per-model rules (openai_rules.py), or the looser ones of ZhaoTou (seeds/002), ModelMax (seeds/003: generations
 only) and any compatible endpoint (`compat`). Auth, latency, faults, the log and image bytes are core's.
+
+ZhaoTou's "❗ 常见错误" list gives its 413 and 500 their own words: an upload over the size limit answers 413
+"图像文件过大,请压缩后重试" (the limit itself is not documented; the gateways' 50 MB is kept), a status fault
+500 says "建议重试". The error body keeps OpenAI's shape, which neither gateway documents otherwise.
 """
 
 from __future__ import annotations
@@ -10,7 +14,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any
 
@@ -61,6 +65,7 @@ IMAGE_PART = re.compile(r"image(\[\d*\])?")  # `image`, `image[]`, `image[N]` (�
 VARIATION_FIELDS = frozenset({"model", "n", "response_format", "size", "user"})  # §4
 GATEWAY_MAX_BYTES = 50 * MB
 OUTPUT_TOKENS = {"low": 272, "medium": 1056, "high": 4160}  # per 1024x1024 image, scaled by area
+OUTPUT_TOKENS |= {"xhigh": 7400, "max": 16600}  # GPT Image 2.5 tiers (3p figures, UNCONFIRMED)
 IMAGE_INPUT_TOKENS = 323  # per input image: any stable figure serves imagegate's cost path
 
 
@@ -72,11 +77,24 @@ class Flavour:
     models: tuple[str, ...] = ()  # ids its docs show, accepted on top of a configured allow-list
     strict: bool = False  # OpenAI's per-model rules; gateways pass most fields through unchecked
     usage: dict[str, int] | None = None  # the fixed `usage` block a gateway's reply example shows
+    errors: dict[int, tuple[str, str, str | None]] = field(default_factory=dict)  # status -> its own words
+    too_large: int = 400  # the status of an upload over the size limit
 
 
 FLAVOURS: dict[str, Flavour] = {
     "openai": Flavour(models=tuple(RULES), strict=True),
-    "zhaotou": Flavour(models=("gemini-3-pro-image-preview",)),
+    "zhaotou": Flavour(
+        models=("gemini-3-pro-image-preview",),
+        errors={  # seeds/002 "❗ 常见错误"
+            413: (
+                "Payload Too Large: 图像文件过大,请压缩后重试",
+                "invalid_request_error",
+                "payload_too_large",
+            ),
+            500: ("Server Error: 服务器内部错误,建议重试", "server_error", None),
+        },
+        too_large=413,
+    ),
     "modelmax": Flavour(
         endpoints=("generations",),
         models=("imagen-3",),
@@ -132,9 +150,7 @@ async def edit(flavour: Flavour, call: Call) -> Response:
     fields, inputs, mask = _split_form(call)
     model = _model(call, flavour, fields, "edits")
     if not flavour.strict:
-        check_inputs(inputs, None, GATEWAY_MAX_BYTES, max_images=16)
-        if mask is not None:
-            check_file(mask, None, GATEWAY_MAX_BYTES)
+        _gateway_files(call, flavour, inputs, mask, 16)
         return _reply(call, flavour, _loose_job(fields, prompt_of(fields, None)), "image_edit")
     rule = rule_for(model)
     check_fields(fields, rule.edit_fields)
@@ -151,12 +167,26 @@ async def vary(flavour: Flavour, call: Call) -> Response:
     if not flavour.strict:
         if "model" in fields:  # ZhaoTou's own curl example sends none (seeds/002)
             _model(call, flavour, fields, "variations")
-        check_inputs(inputs, None, GATEWAY_MAX_BYTES, max_images=1)
+        _gateway_files(call, flavour, inputs, None, 1)
         return _reply(call, flavour, replace(_loose_job(fields, ""), revised=False), "")
     _model(call, flavour, fields, "variations")
     check_fields([*fields, *(["mask"] if mask else [])], VARIATION_FIELDS)
     check_strict_inputs(inputs, DALL_E_2)
     return _reply(call, flavour, _strict_job(fields, DALL_E_2, ""), "")
+
+
+def _gateway_files(
+    call: Call, flavour: Flavour, inputs: list[FilePart], mask: FilePart | None, max_images: int
+) -> None:
+    """A gateway's loose checks of the uploaded images; an oversize file gets the flavour's status."""
+    try:
+        check_inputs(inputs, None, GATEWAY_MAX_BYTES, max_images=max_images)
+        if mask is not None:
+            check_file(mask, None, GATEWAY_MAX_BYTES)
+    except ApiError as error:
+        if error.code == "file_too_large" and flavour.too_large != error.status:
+            raise _canned(flavour.too_large, call) from None
+        raise
 
 
 def _json_body(call: Call) -> dict[str, Any]:
@@ -324,7 +354,8 @@ def _canned(status: int, call: Call) -> ApiError:
     if status == 400:
         return _content_policy(call)
     default = ("Request failed.", "server_error" if status >= 500 else "invalid_request_error", None)
-    message, kind, code = CANNED.get(status, default)
+    own = FLAVOURS.get(call.provider.name, COMPAT).errors
+    message, kind, code = own.get(status) or CANNED.get(status, default)
     return ApiError(status, message, type=kind, code=code)
 
 

@@ -92,6 +92,12 @@ DALL_E_3 = ModelRule(
 RULES: dict[str, ModelRule] = {
     "gpt-image-2": replace(GPT_IMAGE, sizes=()),
     "gpt-image-2-2026-04-21": replace(GPT_IMAGE, sizes=()),
+    # GPT Image 2.5 (gateways' launch notes, UNCONFIRMED): gpt-image-2's rule plus quality xhigh and max.
+    **{
+        name: replace(GPT_IMAGE, sizes=(), qualities=(*GPT_IMAGE.qualities, "xhigh", "max"))
+        for base in ("gpt-image-2.5-flare", "gpt-image-2.5-sunburst")
+        for name in (base, f"{base}-2026-09-08")
+    },
     "gpt-image-1.5": GPT_IMAGE,
     "gpt-image-1": GPT_IMAGE,
     "gpt-image-1-mini": replace(GPT_IMAGE, edit_fields=GPT_IMAGE.edit_fields - {"input_fidelity"}),

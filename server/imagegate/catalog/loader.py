@@ -8,8 +8,8 @@ from __future__ import annotations
 import difflib
 import functools
 import tomllib
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from types import MappingProxyType
 from typing import Any, TypeVar
@@ -28,12 +28,14 @@ T = TypeVar("T", bound=BaseModel)
 
 @dataclass(frozen=True)
 class CatalogAdditions:
-    """What a user's config file adds: new models, new providers, offerings for known providers."""
+    """What a user's config file adds: new models, new providers, offerings for known providers, and
+    wire ids (`upstreams`: provider -> model id or alias -> the id to send) that replace an offering's."""
 
     source: str
     models: Mapping[str, ModelSpec] = field(default_factory=dict)
     providers: Mapping[str, ProviderSpec] = field(default_factory=dict)
     offerings: Mapping[str, list[Offering]] = field(default_factory=dict)
+    upstreams: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -147,7 +149,10 @@ def _build_routes(
     providers: Mapping[str, ProviderSpec],
     names: Mapping[str, str],
     knobs: Mapping[str, KnobDef],
+    confirmed: Collection[tuple[str, str | None]] = (),
 ) -> tuple[Route, ...]:
+    """Every offering merged with its model; `confirmed` (provider, model) pairs lose any `upstream`
+    UNCONFIRMED mark (the config file set their wire id)."""
     routes: list[Route] = []
     for pid, provider in sorted(providers.items(), key=lambda kv: (kv[1].priority, kv[0])):
         for i, offering in enumerate(provider.offerings):
@@ -159,6 +164,9 @@ def _build_routes(
             route = merge_route(model_id, models[model_id], pid, provider, offering)
             _check_rule(route.sizes, entry)
             _check_rule(route.sizes_with_references, entry)
+            if (pid, model_id) in confirmed and "upstream" in route.unconfirmed:
+                kept = {k: v for k, v in route.unconfirmed.items() if k != "upstream"}
+                route = replace(route, unconfirmed=MappingProxyType(kept))
             routes.append(route)
     return tuple(routes)
 
@@ -224,6 +232,30 @@ def _apply(
         providers[pid] = providers[pid].model_copy(update={"offerings": kept + list(extra)})
 
 
+def _set_upstreams(
+    additions: CatalogAdditions, providers: dict[str, ProviderSpec], names: Mapping[str, str]
+) -> None:
+    """Replace offerings' wire ids as the config file says; the user confirmed each, so its
+    `upstream` UNCONFIRMED mark goes (a model-level one is dropped from the route in `_build_routes`)."""
+    for pid, wire_ids in additions.upstreams.items():
+        if pid not in providers:
+            raise ConfigError(
+                f"{additions.source}: providers.{pid}: unknown provider; known: {', '.join(providers)}"
+            )
+        offerings = list(providers[pid].offerings)
+        offered = [names.get(o.model.lower(), o.model) for o in offerings]
+        for name, wire in wire_ids.items():
+            entry = f'{additions.source}: providers.{pid}.upstream."{name}"'
+            model_id = names.get(name.strip().lower())
+            if model_id is None or model_id not in offered:
+                what = "unknown model" if model_id is None else f"{pid} does not offer {model_id}"
+                raise ConfigError(f"{entry}: {what}; {pid} offers: {', '.join(offered)}")
+            i = offered.index(model_id)
+            unconfirmed = {k: v for k, v in offerings[i].unconfirmed.items() if k != "upstream"}
+            offerings[i] = offerings[i].model_copy(update={"upstream": wire, "unconfirmed": unconfirmed})
+        providers[pid] = providers[pid].model_copy(update={"offerings": offerings})
+
+
 def load_catalog(
     additions: CatalogAdditions | None = None, protocols: Mapping[str, ProtocolRules] | None = None
 ) -> Catalog:
@@ -241,10 +273,14 @@ def load_catalog(
     if additions is not None:
         _apply(additions, models, providers)
     names = _names(models)
+    if additions is not None:
+        _set_upstreams(additions, providers, names)
     for mid, spec in models.items():
         _check_knobs(spec.knobs, knobs, f"models.{mid}")
         _check_rule(spec.sizes, f"models.{mid}")
-    routes = _build_routes(models, providers, names, knobs)
+    upstreams = additions.upstreams if additions is not None else {}
+    confirmed = {(pid, names.get(name.strip().lower())) for pid, ids in upstreams.items() for name in ids}
+    routes = _build_routes(models, providers, names, knobs, confirmed)
     return Catalog(
         knobs=MappingProxyType(knobs),
         models=MappingProxyType(models),

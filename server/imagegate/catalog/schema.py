@@ -29,6 +29,7 @@ DESCRIPTIONS = {
     "images": "Paths, http(s) URLs or data: URLs; the first is edited.",
     "mask": "PNG, transparent where to edit, size of the first image.",
     "extra": "Provider-specific fields, sent as-is.",
+    "variations": 'Omit (or "") for variations of images[0] where the model says +variations.',
 }
 
 
@@ -77,6 +78,7 @@ def _model_limits(route: Route, tool: str) -> str:
     if tool == "edit":
         # Sizes of models that also generate are listed under generate_image: not repeated here.
         parts = [f"≤{route.inputs.max_images or 1} images" + (" +mask" if route.can("mask") else "")]
+        parts[0] += " +variations" if route.can("variations") else ""
         if not route.can("generate"):
             parts.insert(0, describe_rule(route.sizes_with_references or route.sizes))
     else:
@@ -111,6 +113,9 @@ def flat_schema(
         "model": _model_property(routes, tool),
         "prompt": {"type": "string", "minLength": 1},
     }
+    varies = tool == "edit" and any(r.can("variations") for r in routes)
+    if varies:  # an edit without a prompt asks for variations (validation checks the route has them)
+        props["prompt"] = {"type": "string", "description": DESCRIPTIONS["variations"]}
     max_prompt = [r.prompt_max_length for r in routes]
     if max_prompt and all(max_prompt):
         props["prompt"]["maxLength"] = max(m for m in max_prompt if m)
@@ -140,6 +145,8 @@ def flat_schema(
             props[name] = _knob_property(definition, rules)
     props["extra"] = {"type": "object", "description": DESCRIPTIONS["extra"]}
     required = ["model", "prompt", "images"] if tool == "edit" else ["model", "prompt"]
+    if varies:
+        required.remove("prompt")
     return {"type": "object", "properties": props, "required": required, "additionalProperties": False}
 
 
@@ -158,6 +165,8 @@ def route_schema(route: Route, tool: str, knob_defs: Mapping[str, KnobDef], refe
     props["resolution"] = {"type": "string", "enum": tiers} if tiers else False
     if route.prompt_max_length:
         props["prompt"] = {"type": "string", "minLength": 1, "maxLength": route.prompt_max_length}
+        if tool == "edit" and route.can("variations"):
+            del props["prompt"]["minLength"]
     if tool == "edit":
         props["images"] = {
             "type": "array",

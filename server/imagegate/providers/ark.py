@@ -15,6 +15,7 @@ from ..errors import (
     ContentRefused,
     ImagegateError,
     InsufficientBalance,
+    ModelNotFound,
     NoImagesReturned,
     RateLimited,
     UpstreamError,
@@ -61,6 +62,7 @@ CODES: CodeTable = {  # §5; matched on the whole code, then its first segment
     "AuthenticationError": (AuthFailed, "{provider} rejected the API key ({code}); check the key"),
     "AccessDenied": (AuthFailed, ACCESS),
     "InvalidEndpointOrModel.ModelIDAccessDisabled": (AuthFailed, ACCESS),
+    "InvalidEndpointOrModel.NotFound": (ModelNotFound, "{provider} has no such model or endpoint ({code})"),
     "AccountOverdueError": (
         InsufficientBalance,
         "{provider} says the account is overdue ({code}); top it up",
@@ -187,9 +189,7 @@ def classify_error(status: int, body: Any, provider: str) -> ImagegateError:
     fault = ERRORS.read(body)
     if known := from_table(CODES, fault.code, provider, fault.message):
         return known
-    if (
-        fault.code
-    ):  # InvalidParameter, MissingParameter, InvalidEndpointOrModel.NotFound, InternalServiceError...
+    if fault.code:  # InvalidParameter, MissingParameter, InternalServiceError...
         retry = fault.code.split(".")[0] == "InternalServiceError"
         what = "failed internally" if retry else "refused the request"
         text = f"{provider} {what} ({fault.code}, HTTP {status})"

@@ -2,6 +2,11 @@
 for text-to-image and reference edits alike, Flux and Gemini models on the same fields. Replies
 `{code: 0, data[]: {type: url|base64, image, mimeType, revised_prompt}, usage}`; errors
 `{code: -1, msg}`, possibly with HTTP 200. Flux vs Gemini is route data (`wire.dialect`), never a model name.
+
+The reply's `model` ("实际使用的模型名称") and `provider` ("服务提供商名称", e.g. flux, gemini) travel
+in the usage object, under those names, next to the cost (in CNY). The doc's retry sample retries
+`code` 429, 500 and 503: those codes (in the body, or as the HTTP status) are marked retryable here
+and `ProviderClient.call` retries them.
 """
 
 from __future__ import annotations
@@ -60,6 +65,8 @@ WORDS: WordTable = (
     (re.compile(r"balance|insufficient|credit|quota|余额|欠费", re.I), InsufficientBalance, BALANCE),
     (re.compile(r"rate.?limit|too many requests|频繁|限流", re.I), RateLimited, RATE),
 )
+RETRY_CODES = frozenset({429, 500, 503})
+"""`elif result.get("code") in [429, 500, 503]: # 可重试的错误` (seeds/004, 错误重试策略)."""
 ERRORS = ErrorShape(messages=("msg", "message"), codes=("code",))
 """`{code: -1, msg}`; the doc's own retry sample builds `{"code": -1, "message": ...}`."""
 
@@ -75,6 +82,8 @@ class _Image(WireModel):
 class _Reply(WireModel):
     data: list[_Image] = []
     usage: dict[str, Any] | None = None
+    model: str | None = None
+    provider: str | None = None
 
 
 def _image_field(index: int) -> str:
@@ -125,10 +134,14 @@ def _failures(reply: _Reply, skipped: int) -> tuple[str, ...]:
     return tuple(notes)
 
 
-def _usage(usage: dict[str, Any] | None) -> dict[str, Any] | None:
-    if usage is None or "cost" not in usage:
-        return usage
-    return {**usage, "currency": COST_CURRENCY}
+def _usage(reply: _Reply) -> dict[str, Any] | None:
+    """The usage object, its cost's currency, and who the reply says served the call."""
+    usage = dict(reply.usage or {})
+    if "cost" in usage:
+        usage["currency"] = COST_CURRENCY
+    served = {"model": reply.model, "provider": reply.provider}
+    usage.update((key, value) for key, value in served.items() if value)
+    return usage or None
 
 
 def parse_reply(body: Any, provider: str) -> AdapterReply:
@@ -148,7 +161,7 @@ def parse_reply(body: Any, provider: str) -> AdapterReply:
     if not artifacts:
         detail = f": {'; '.join(failures)}" if failures else ""
         raise NoImagesReturned(f"{provider} answered without any image{detail}", provider=provider)
-    return AdapterReply(artifacts=artifacts, usage=_usage(reply.usage), failures=failures)
+    return AdapterReply(artifacts=artifacts, usage=_usage(reply), failures=failures)
 
 
 def classify_error(status: int, body: Any, provider: str) -> ImagegateError:
@@ -159,7 +172,10 @@ def classify_error(status: int, body: Any, provider: str) -> ImagegateError:
     if effective in STATUS_KINDS:
         kind, text = STATUS_KINDS[effective]
         return kind(text.format(provider=provider), provider=provider, upstream_message=fault.message)
-    return classify(effective, body, provider, shape=ERRORS, words=WORDS)
+    error = classify(effective, body, provider, shape=ERRORS, words=WORDS)
+    if effective in RETRY_CODES and type(error) is UpstreamError:
+        error.retryable = True  # retried as the doc's sample retries it; never a refusal or a balance error
+    return error
 
 
 async def run(job: Batch, client: ProviderClient) -> AdapterReply:

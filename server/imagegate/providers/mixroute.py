@@ -2,7 +2,11 @@
 `POST /images/generations` whose body differs per model family. The route's `wire.dialect`
 (gemini | seedream | gpt-image | qwen) picks the body, never the model name. Replies come
 bare (`{created, data}`) or wrapped as `{code, msg, data: {data, created}}`; both are read.
-"""
+
+Each body holds the fields the doc shows for its family, plus one: Qwen's `parameters.size`
+(DashScope's W*H), sent only when a size was asked, as the doc's Qwen example sends none. Never
+sent: `sequential_image_generation` (the doc gives that switch no count, so it cannot ask for n;
+see catalog/data/providers/mixroute.toml)."""
 
 from __future__ import annotations
 
@@ -95,19 +99,19 @@ def _gemini(job: Batch) -> dict[str, Any]:
 
 
 def _seedream_size(job: Batch) -> str | None:
-    # "WxH" pixels, or a bare tier (the doc: "2K/4K"); SeedEdit follows its input ("adaptive", Ark).
+    # "WxH" pixels, or a bare tier the route lists (the doc: "(2K/4K)"); SeedEdit follows its input
+    # ("adaptive", Ark's form).
     if job.size.auto:
         return "adaptive"
     return job.size.pixels or job.size.tier
 
 
 def _seedream(job: Batch) -> dict[str, Any]:
-    """`size` WxH, seed/watermark/guidance_scale as-is; references as `contents` parts before the text."""
+    """`size` WxH, seed/watermark/guidance_scale as-is; references as `contents` parts before the text.
+    One image per call: no `n` and no group mode (whose count the model, not the caller, decides)."""
     body: dict[str, Any] = {"prompt": job.prompt, **job.knobs}
     if size := _seedream_size(job):
         body["size"] = size
-    if job.route.wire.sequential and job.count > 1:
-        body["sequential_image_generation"] = "auto"  # group mode: 1-4 images per request (doc FAQ)
     if job.images:
         parts = [*({"image": i.ref()} for i in job.images), {"text": job.prompt}]
         body["contents"] = [{"role": "user", "parts": parts}]
@@ -121,7 +125,9 @@ def _gpt_image(job: Batch) -> dict[str, Any]:
         body["size"] = job.size.pixels
     if job.images:
         refs = [i.ref() for i in job.images]
-        body["image"] = refs[0] if len(refs) == 1 else refs  # a list for several: UNCONFIRMED
+        # The doc's example sends one data-URL string; its table lists 多圖融合 (multi-image fusion)
+        # without a form, so several go as a list, as OpenAI's JSON edits take them (UNCONFIRMED).
+        body["image"] = refs[0] if len(refs) == 1 else refs
     return body
 
 
@@ -131,8 +137,8 @@ def _qwen(job: Batch) -> dict[str, Any]:
     parameters: dict[str, Any] = dict(job.knobs)
     if "seed" in parameters:
         parameters["seed"] = str(parameters["seed"])  # the doc's example sends the seed as a string
-    if job.size.pixels:
-        parameters["size"] = job.size.pixels.replace("x", "*")  # DashScope's W*H; undocumented here
+    if job.size.pixels:  # only when asked: the route has no default, as the doc's example sends none
+        parameters["size"] = job.size.pixels.replace("x", "*")  # DashScope's W*H (UNCONFIRMED here)
     body: dict[str, Any] = {"input": {"messages": [{"role": "user", "content": content}]}}
     return {**body, "parameters": parameters} if parameters else body
 

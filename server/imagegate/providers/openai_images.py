@@ -1,11 +1,19 @@
-"""OpenAI Images API protocol (shared/providers/openai.md): generations as JSON, edits as
-multipart. Serves `openai`, the OpenAI-compatible gateways (`zhaotou`, `modelmax`) and any
-OpenAI-compatible provider from the config file; their differences are route and profile data
-(a profile's `envelope = "code_msg_data"` unwraps `{code, msg, data}` replies, as MixRoute sends).
+"""OpenAI Images API protocol (shared/providers/openai.md): generations as JSON, edits and
+variations as multipart. Serves `openai`, the OpenAI-compatible gateways (`zhaotou`, seeds/002;
+`modelmax`, seeds/003) and any OpenAI-compatible provider from the config file; their differences
+are route and profile data (a profile's `envelope = "code_msg_data"` unwraps `{code, msg, data}`
+replies, as MixRoute sends).
+
+Variations (openai.md §4, seeds/002 "生成变体"): an edit without a prompt, which validation lets
+through only on routes with the `variations` capability, goes to /images/variations with its one
+image and no prompt. Errors: a 413 tells the agent to send a smaller image (seeds/002 "图像文件过大,
+请压缩后重试"); a status in the route's `wire.retry_statuses` is retried (seeds/002: 500 "建议重试").
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
+from functools import partial
 from typing import Any
 
 from pydantic import ValidationError
@@ -33,6 +41,13 @@ DIALECTS = ("dall-e", "gpt-image")
 """Route data naming the model family (which fields it takes is knob data); the body is the same."""
 GENERATIONS_PATH = "/images/generations"
 EDITS_PATH = "/images/edits"
+VARIATIONS_PATH = "/images/variations"
+TOO_LARGE = {
+    True: "{provider} refused the request as too large (HTTP 413); send a smaller image: compress it or "
+    "lower its pixel size",
+    False: "{provider} refused the request as too large (HTTP 413); shorten the prompt",
+}
+"""What a 413 means for a request with input images, and without (seeds/002: 图像文件过大,请压缩后重试)."""
 REFUSED = "{provider}'s content policy refused this request; rephrase the prompt"
 NO_QUOTA = "{provider} says the account has no quota or credit left"
 CODES: CodeTable = {
@@ -82,10 +97,13 @@ def _form(fields: dict[str, Any]) -> dict[str, str]:
 
 
 def build_request(job: Batch) -> WireRequest:
-    """Map a job to the generations (JSON) or edits (multipart) request."""
+    """Map a job to the generations (JSON), edits or variations (multipart) request."""
     fields = _fields(job)
     if job.tool == "generate":
         return WireRequest(job.route.wire.path or GENERATIONS_PATH, json=fields)
+    if not job.prompt:  # validation lets an empty prompt through only where the route has variations
+        del fields["prompt"]
+        return WireRequest(VARIATIONS_PATH, form=_form(fields), files=[_file("image", job.images[0])])
     # One file goes as `image`, several as `image[]`, as the Vercel AI SDK sends them (openai.md §3).
     name = "image" if len(job.images) == 1 else "image[]"
     files = [_file(name, image) for image in job.images]
@@ -115,20 +133,32 @@ def parse_reply(body: Any, provider: str) -> AdapterReply:
     return AdapterReply(artifacts=artifacts, usage=reply.usage)
 
 
-def classify_error(status: int, body: Any, provider: str) -> ImagegateError:
-    """Map an error reply (`{"error": {message, type, code}}`, or an envelope's `{code, msg}`) to the tree."""
-    return classify(status, body, provider, shape=ERRORS, codes=CODES, status_in_code=True)
+def classify_error(
+    status: int, body: Any, provider: str, *, retry: Collection[int] = (), images: bool = True
+) -> ImagegateError:
+    """Map an error reply (`{"error": {message, type, code}}`, or an envelope's `{code, msg}`) to the tree.
+
+    `retry`: statuses the route's docs say to retry (its `wire.retry_statuses`); `images`: whether
+    the request carried input images (what a 413 asks the agent to shrink)."""
+    error = classify(status, body, provider, shape=ERRORS, codes=CODES, status_in_code=True)
+    if status == 413 and type(error) is UpstreamError:
+        error.message = TOO_LARGE[images].format(provider=provider)
+    if status in retry and isinstance(error, UpstreamError):
+        error.retryable = True
+    return error
 
 
 async def run(job: Batch, client: ProviderClient) -> AdapterReply:
-    """One generations or edits call."""
-    request, read = build_request(job), reading(parse_reply, client, classify_error)
+    """One generations, edits or variations call."""
+    request = build_request(job)
+    classifier = partial(classify_error, retry=job.route.wire.retry_statuses, images=bool(job.images))
+    read = reading(parse_reply, client, classifier)
     if request.json is not None:
-        return await client.post_json(request.path, request.json, classify_error, read=read)
+        return await client.post_json(request.path, request.json, classifier, read=read)
 
     async def read_form(reply: HttpReply) -> AdapterReply:
         return read(await reply.parsed())
 
     return await client.call(
-        "POST", request.path, classify_error, read_form, data=request.form, files=request.files
+        "POST", request.path, classifier, read_form, data=request.form, files=request.files
     )
