@@ -11,6 +11,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from . import __version__
@@ -42,6 +43,14 @@ def _parser() -> argparse.ArgumentParser:
     models.add_argument("--provider")
     models.add_argument("--capability", choices=["generate", "edit", "multi_reference", "mask"])
     models.add_argument("--json", action="store_true", help="print JSON for scripts")
+    models.add_argument(
+        "--import",
+        dest="import_source",
+        metavar="replicate:OWNER/NAME|fal:ENDPOINT",
+        help="read the model's published input schema and add it to the config file for review",
+    )
+    models.add_argument("--dry-run", action="store_true", help="with --import: print, write nothing")
+    models.add_argument("--schema-url", help="with --import: read the schema from this URL (a mirror)")
     sizes = sub.add_parser("sizes", help="list the sizes a model supports")
     sizes.add_argument("model")
     sizes.add_argument("--provider")
@@ -92,15 +101,17 @@ def _print(answer: ModelsAnswer | SizesAnswer, as_json: bool) -> None:
 def _models_table(answer: ModelsAnswer) -> str:
     rows = [("MODEL", "CAPABILITIES", "MAX N", "FORMATS", "PROVIDERS (* configured)")]
     for m in answer.models:
-        via = ", ".join(p.id + ("*" if p.configured else "") for p in m.providers)
+        via = ", ".join(p.text("*") for p in m.providers)
         rows.append((m.id, ",".join(m.capabilities), str(m.max_n), "/".join(m.formats), via))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r[:4], widths, strict=True)) + "  " + r[4] for r in rows]
     aliases = [f"  {m.id}: {', '.join(m.aliases)}" for m in answer.models if m.aliases]
+    marked = [f"  {m.id}: {', '.join(m.unconfirmed)}" for m in answer.models if m.unconfirmed]
     return "\n".join(
         lines
         + (["", "Aliases (any of them works as -m / model):", *aliases] if aliases else [])
-        + ([answer.hint] if answer.hint else [])
+        + (["", "UNCONFIRMED facts of the models themselves:", *marked] if marked else [])
+        + answer.footer()
     )
 
 
@@ -160,11 +171,93 @@ async def _doctor(service: Service, args: argparse.Namespace) -> int:
     return EXIT_OK if report.ok else EXIT_REFUSED
 
 
+FAL_OPENAPI = "https://fal.ai/api/openapi/queue/openapi.json?endpoint_id={}"
+"""A fal endpoint's OpenAPI document (fal's model pages link it as "OpenAPI schema"; no key needed)."""
+
+
+async def _fetch_schema(service: Service, source: str, schema_url: str | None) -> Any:
+    """The published schema `source` names, fetched through the provider's own client."""
+    from urllib.parse import quote
+
+    from .errors import NotConfigured
+    from .providers.http import default_error
+
+    kind, _, ident = source.partition(":")
+    creds = service.registry.credentials.get(kind)
+    if kind not in ("replicate", "fal") or not ident or creds is None:
+        allowed = "replicate:OWNER/NAME or fal:ENDPOINT (e.g. fal:fal-ai/flux/dev)"
+        raise InvalidRequest("--import", source, allowed, f"--import {source!r} is not {allowed}")
+    if kind == "replicate" and not creds.configured:
+        raise NotConfigured(
+            "reading a Replicate model needs REPLICATE_API_TOKEN", env_vars=["REPLICATE_API_TOKEN"]
+        )
+    client = service.registry.client(kind)
+    if kind == "replicate":
+        return await client.get_json(schema_url or f"/models/{ident.partition(':')[0]}", default_error)
+    return await client.get_json(schema_url or FAL_OPENAPI.format(quote(ident, safe="")), default_error)
+
+
+def _append_config(service: Service, text: str) -> Path:
+    """Append `text` to the config file (created if need be) after checking the whole file still loads."""
+    import tempfile
+
+    import platformdirs
+
+    from .catalog import load_catalog
+    from .providers import protocol_rules
+    from .settings import load_settings
+
+    path = service.settings.config_path or Path(platformdirs.user_config_dir("imagegate")) / "config.toml"
+    old = path.read_text(encoding="utf-8") if path.is_file() else ""
+    combined = old + ("\n" if old and not old.endswith("\n") else "") + ("\n" if old else "") + text
+    with tempfile.TemporaryDirectory() as folder:  # the file as it would be, loaded as the server loads it
+        trial = Path(folder) / "config.toml"
+        trial.write_text(combined, encoding="utf-8")
+        settings = load_settings({**service.settings.env, "IMAGEGATE_CONFIG": str(trial)})
+        load_catalog(settings.additions, protocol_rules())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", encoding="utf-8") as file:  # append: what was there stays as it was
+        file.write(combined[len(old) :])
+    return path
+
+
+async def _import(service: Service, args: argparse.Namespace) -> int:
+    from .importer import from_fal, from_replicate, to_toml
+
+    try:
+        body = await _fetch_schema(service, args.import_source, args.schema_url)
+    finally:
+        await service.aclose()
+    kind, _, ident = args.import_source.partition(":")
+    read = from_replicate if kind == "replicate" else from_fal
+    addition = read(ident.partition(":")[0] if kind == "replicate" else ident, body, service.catalog)
+    addition.check(service.catalog)
+    user = service.settings.file_providers.get(addition.provider)
+    if user is not None and any(o.model == addition.model_id for o in user.offerings):
+        where = f"{service.settings.config_path}: providers.{addition.provider}"
+        raise ConfigError(f"{where} already offers {addition.model_id}; remove that entry to import it again")
+    text = to_toml(addition)
+    if args.dry_run:
+        print(text, end="")
+        return EXIT_OK
+    path = _append_config(service, text)
+    print(text, end="")
+    print(
+        f"\nimagegate: added {addition.model_id} via {addition.provider} to {path}; review it",
+        file=sys.stderr,
+    )
+    return EXIT_OK
+
+
 def _run(service: Service, args: argparse.Namespace) -> int:
     if args.command in ("generate", "edit", "doctor"):
         import anyio
 
         return anyio.run(_doctor if args.command == "doctor" else _image_command, service, args)
+    if args.command == "models" and args.import_source:
+        import anyio
+
+        return anyio.run(_import, service, args)
     if args.command == "models":
         answer = service.list_models({"provider": args.provider, "capability": args.capability})
         print(answer.model_dump_json(indent=2) if args.json else _models_table(answer))

@@ -65,6 +65,8 @@ class Check:
     known_path: str | None = None
     """A documented POST path: after a 404 on `path` (which that gateway's document does not list), a GET
     of it tells a wrong base URL (404 again) from a gateway that has no model list (405, 401, …)."""
+    checkpoints: bool = False
+    """A local server's checkpoint list, read by its adapter's `parse_checkpoints` and named in the report."""
 
 
 OPENAI_COMPATIBLE = "tried because the gateway is OpenAI-compatible"
@@ -87,6 +89,19 @@ CHECKS: dict[str, Check] = {
         "Gemini API reference, models.list (GET /v1beta/models, ai.google.dev/api/rest/v1beta/models/list)",
     ),
     "bfl": Check("credits", "shared/providers/bfl-flux.md §1: GET /v1/credits answers {credits}"),
+    "replicate": Check("account", "replicate.com/docs/reference/http#account.get: GET /v1/account"),
+    "openrouter": Check(
+        "key", "OpenRouterTeam/docs openapi.yaml: GET /api/v1/key (getCurrentKey) answers {data}"
+    ),
+    # Local GPU servers: their checkpoint list (local.py reads the same at start-up) says what they have.
+    "comfyui": Check(
+        "object_info/CheckpointLoaderSimple",
+        "ComfyUI server.py: GET /object_info/{node_class}",
+        checkpoints=True,
+    ),
+    "sdwebui": Check(
+        "sdapi/v1/sd-models", "WebUI modules/api/api.py: GET /sdapi/v1/sd-models", checkpoints=True
+    ),
     "dashscope": Check(
         f"tasks/{MADE_UP_TASK}",
         "shared/providers/dashscope-qwen.md §1, §4: GET /tasks/{task_id}; an unknown id answers UNKNOWN",
@@ -350,6 +365,18 @@ async def _run_check(status: ProviderStatus, target: _Target, check: Check, clie
     status.detail = f"HTTP {answer.status} in {took:.2f} s; key and base URL work"
     if check.model_list:
         _read_models(status, target, await answer.parsed())
+    if check.checkpoints:
+        _read_checkpoints(status, target, await answer.parsed())
+
+
+def _read_checkpoints(status: ProviderStatus, target: _Target, body: Any) -> None:
+    """Name what a local server has: its checkpoints become the `checkpoint` knob's values."""
+    module = importlib.import_module(PROTOCOLS[target.spec.protocol])
+    names = module.parse_checkpoints(body)
+    shown = ", ".join(names[:SHOWN_MODELS]) + (
+        f" (+{len(names) - SHOWN_MODELS} more)" if names[SHOWN_MODELS:] else ""
+    )
+    status.detail = f"{status.detail}; {len(names)} checkpoints" + (f": {shown}" if names else "")
 
 
 async def _failed(
@@ -439,6 +466,8 @@ def _status(pid: str, spec: ProviderSpec, creds: Credentials, offline: bool) -> 
     status = ProviderStatus(id=pid, label=spec.label, configured=creds.configured, base_url=shown)
     if not creds.configured:
         status.set_variable, status.not_checked = _variables(spec), "not configured"
+        if spec.kind == "local" and spec.base_url_env:  # a local server needs its URL, or to be running
+            status.set_variable = f"{spec.base_url_env}, or start it at {spec.default_base_url}"
     elif not _uses_network(spec):
         status.not_checked = "uses no network"
     elif offline:

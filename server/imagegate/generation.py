@@ -15,10 +15,12 @@ for a URL while it downloads, and for base64 while the reply is still streaming 
 from __future__ import annotations
 
 import logging
+import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -29,7 +31,14 @@ from . import codec, intake
 from .addresses import check_result_url
 from .catalog import Route
 from .catalog.sizes import ratio_value
-from .errors import ImagegateError, NoImagesReturned, StorageError, UpstreamError
+from .errors import (
+    ImagegateError,
+    ModelNotFound,
+    NoImagesReturned,
+    StorageError,
+    UpstreamError,
+    model_id_text,
+)
 from .imaging import ImageInfo, NotAnImage, Preview, PreviewPolicy, Source, probe
 from .incoming import Incoming
 from .inputs import InputPolicy, load_inputs
@@ -49,6 +58,17 @@ HEARTBEAT_SECONDS = 5.0
 MAX_CONCURRENT_CALLS = 4
 MAX_CONCURRENT_PREVIEWS = 2
 """Full decodes at once: a 4096² image takes 64 MB while it is scaled down, and there are two cores."""
+MODEL_MISSING = re.compile(
+    r"does not exist|not (?:found|supported|offered|available)|(?:unsupported|unknown|invalid) model"
+    r"|no (?:available )?channel|无可用|不存在|不支持",
+    re.IGNORECASE,
+)
+"""How an upstream says it has no such model, in a message that also names the id sent: the gateways'
+documents give no wording (ModelMax's 400 is "无效请求或模型不支持图像生成", seeds/003), so this reads the
+phrasings of OpenAI ("The model `x` does not exist"), Ark (ark-seedream.md §5), the one-api family the
+gateways run on ("无可用渠道", "no available channel") and the emulator's gateways."""
+MODEL_MISSING_STATUSES = (None, 400, 404, 503)
+"""None: an error inside a 200 envelope; 503: the one-api family's "no channel for model x"."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,6 +197,7 @@ class Generator:
             extra=request.extra,
             images=images,
             mask=mask,
+            report=partial(_say, progress),
         )
         capped = client.limited(self.max_reply_bytes or intake.reply_cap(request.route, batch.count))
         async with anyio.create_task_group() as group:
@@ -192,7 +213,9 @@ class Generator:
                             if await self._save_one(request, batch, artifact, batch.first + j, client, made):
                                 await _say(progress, f"saved image {batch.first + j} of {request.n}")
             except ImagegateError as e:
-                batch.error = intake.scrubbed_error(e, client, request.route.provider)
+                batch.error = _about_the_model(
+                    intake.scrubbed_error(e, client, request.route.provider), request.route
+                )
             except Exception:  # a bug, or a failure nobody classified: this batch's error, never the server's
                 batch.error = _internal(request.route.provider, f"batch {batch.index + 1}")
             finally:
@@ -369,6 +392,22 @@ def batches(n: int, per_call: int) -> list[int]:
     """⌈n / per_call⌉ calls, full ones first, the remainder last: batches(5, 2) == [2, 2, 1]."""
     full, rest = divmod(n, per_call)
     return [per_call] * full + ([rest] if rest else [])
+
+
+def _about_the_model(error: ImagegateError, route: Route) -> ImagegateError:
+    """An upstream's "no such model" (an adapter's ModelNotFound, or a 400/404/503 naming the wire id
+    sent in MODEL_MISSING words) as the one text that says which id was sent and how to override it."""
+    said = error.upstream_message or ""
+    named = route.upstream.lower() in said.lower() and MODEL_MISSING.search(said) is not None
+    if not isinstance(error, ModelNotFound) and not (
+        type(error) is UpstreamError and error.status in MODEL_MISSING_STATUSES and named
+    ):
+        return error
+    status = error.status if isinstance(error, UpstreamError) else None
+    text = model_id_text(
+        route.provider, route.model, route.upstream, route.unconfirmed.get("upstream"), status, said or None
+    )
+    return ModelNotFound(text, status=status, provider=route.provider, upstream_message=said or None)
 
 
 def _internal(provider: str, what: str) -> UpstreamError:

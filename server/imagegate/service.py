@@ -13,6 +13,7 @@ from typing import Any
 
 import anyio
 
+from . import local
 from .catalog import Catalog, load_catalog
 from .catalog.schema import Schema, conditional_chain, flat_schema, listing_schemas
 from .generation import Generator, Outcome, Progress
@@ -129,6 +130,9 @@ def build_service(
     """
     settings = load_settings(env)
     catalog = load_catalog(settings.additions, protocols=protocol_rules())
+    with_local = local.prepare(settings, catalog, transport)  # local GPU servers named or answering
+    if with_local is not settings:
+        settings, catalog = with_local, load_catalog(with_local.additions, protocols=protocol_rules())
     router = Router(catalog, settings)
     schemas = _image_schemas(router, catalog, settings.schema_conditionals) | listing_schemas(
         router.provider_order

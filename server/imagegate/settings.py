@@ -10,12 +10,13 @@ from __future__ import annotations
 import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Annotated, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints, ValidationError
 
+from . import codec
 from .catalog import Catalog, CatalogAdditions, ModelSpec, Offering, ProviderSpec
 from .catalog.loader import shipped_provider_ids, validation_message
 from .errors import ConfigError
@@ -38,6 +39,7 @@ DEFAULT_PREVIEW_MAX_EDGE = 768
 DEFAULT_PREVIEW_MAX_BYTES = 64 * 1024
 CONFIG_ENV = "IMAGEGATE_CONFIG"
 N = TypeVar("N", int, float)
+WireId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
 T = TypeVar("T")
 TRUE = {"1", "true", "yes", "on"}
 FALSE = {"0", "false", "no", "off"}
@@ -57,6 +59,25 @@ class PreviewConfig(_File):
     max_bytes: int | None = None
 
 
+class WorkflowFile(_File):
+    """A ComfyUI workflow in API format and which node input takes what, each as "node id.input name"
+    (`[providers.comfyui.workflows.generate]` `file = "~/flux_api.json"` `prompt = "6.text"` …)."""
+
+    file: str
+    prompt: str
+    negative_prompt: str | None = None
+    width: str | None = None
+    height: str | None = None
+    batch_size: str | None = None
+    seed: str | None = None
+    guidance_scale: str | None = None
+    checkpoint: str | None = None
+    image: str | None = None
+    mask: str | None = None
+    output: str | None = None
+    """The node whose images are the result (default: every SaveImage node's)."""
+
+
 class UserProvider(_File):
     """A provider in the config file: a new OpenAI-compatible endpoint, or additions to a known one."""
 
@@ -70,6 +91,11 @@ class UserProvider(_File):
     envelope: Literal["code_msg_data"] | None = None
     priority: int | None = None
     offerings: list[Offering] = []
+    upstream: dict[str, WireId] = {}
+    """Model id (or alias) -> the id to send this provider for it, replacing the catalog's (and its
+    UNCONFIRMED mark): `[providers.zhaotou.upstream]` `"seedream-4.0" = "doubao-seedream-4-0-250828"`."""
+    workflows: dict[Literal["generate", "edit", "inpaint"], WorkflowFile] = {}
+    """ComfyUI only: your own API-format workflow per role, replacing the shipped one (local.py)."""
 
 
 class ConfigFile(_File):
@@ -102,10 +128,12 @@ class Credentials:
     key_env: str | None
     base_url_from: str | None = None
     """Where the base URL was set: its variable, or the config file entry (error hints name it)."""
+    ready: bool | None = None
+    """A local server's state (None for the others): its URL was set, or it answered at start-up."""
 
     @property
     def configured(self) -> bool:
-        return self.key is not None
+        return self.ready if self.ready is not None else self.key is not None
 
 
 CLIENT_WAIT_BUDGETS = {"claude-ai": 50.0, "claude desktop": 50.0, "codex": 50.0}
@@ -143,6 +171,11 @@ class Settings:
     additions: CatalogAdditions = field(default_factory=lambda: CatalogAdditions(source="(none)"))
     env: Mapping[str, str] = field(default_factory=dict, repr=False)
     file_providers: Mapping[str, UserProvider] = field(default_factory=dict, repr=False)
+    local_probe: bool = True
+    """Whether local servers are looked for on their default ports at start-up
+    (IMAGEGATE_NO_LOCAL_PROBE=1: no)."""
+    local_found: frozenset[str] = frozenset()
+    """Local servers that answered at start-up (local.py fills it in)."""
 
     def wait_budget_for(self, client: str | None) -> float | None:
         """Seconds a call may wait for its images before returning a job id; None: no limit."""
@@ -171,7 +204,25 @@ class Settings:
                 source = f"providers.{pid}.base_url in {self.config_path}"
         assert base is not None
         secret = SecretStr(key) if key else None
-        return Credentials(base_url=base.rstrip("/"), key=secret, key_env=spec.key_env, base_url_from=source)
+        creds = Credentials(base_url=base.rstrip("/"), key=secret, key_env=spec.key_env, base_url_from=source)
+        return self._local(pid, spec, creds) if spec.kind == "local" and spec.base_url_env else creds
+
+    # --- Local GPU servers (ComfyUI, SD WebUI): no key; ready when their URL is set or they answered ---
+
+    def local_url_set(self, pid: str, spec: ProviderSpec) -> bool:
+        """Whether a local server's URL is set (its variable, or the config file), not defaulted."""
+        from_file = self.file_providers.get(pid)
+        return not is_unset(self.env.get(spec.base_url_env or "")) or bool(from_file and from_file.base_url)
+
+    def _local(self, pid: str, spec: ProviderSpec, creds: Credentials) -> Credentials:
+        """A shipped local server: ready by URL or answer; its "key" only a Basic login (SDWEBUI_AUTH
+        "user:pass", sent as `Authorization: Basic …` by the raw auth form)."""
+        key = creds.key.get_secret_value() if creds.key else ""
+        if spec.auth == "raw" and key and ":" in key and not key.startswith("Basic "):
+            key = "Basic " + codec.b64encode(key.encode())
+        ready = self.local_url_set(pid, spec) or pid in self.local_found
+        secret = SecretStr(key) if key and spec.auth != "none" else None
+        return replace(creds, key=secret, key_env=spec.base_url_env, ready=ready)
 
 
 def _env(env: Mapping[str, str], name: str) -> str | None:
@@ -228,10 +279,12 @@ def _read_config(path: Path | None) -> ConfigFile:
 
 
 def _additions(path: Path | None, config: ConfigFile, known: set[str]) -> CatalogAdditions:
-    """New providers become ProviderSpecs; entries naming a known provider only add offerings."""
+    """New providers become ProviderSpecs; entries naming a known provider only add offerings; either
+    may set wire ids (`upstream`)."""
     source = str(path) if path else "(config)"
     providers: dict[str, ProviderSpec] = {}
     offerings: dict[str, list[Offering]] = {}
+    upstreams = {pid: dict(user.upstream) for pid, user in config.providers.items() if user.upstream}
     for pid, user in config.providers.items():
         if pid in known:
             offerings[pid] = list(user.offerings)
@@ -250,7 +303,11 @@ def _additions(path: Path | None, config: ConfigFile, known: set[str]) -> Catalo
             offerings=list(user.offerings),
         )
     return CatalogAdditions(
-        source=source, models=dict(config.models), providers=providers, offerings=offerings
+        source=source,
+        models=dict(config.models),
+        providers=providers,
+        offerings=offerings,
+        upstreams=upstreams,
     )
 
 
@@ -337,4 +394,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         additions=_additions(path, config, shipped_provider_ids()),
         env=env,
         file_providers=dict(config.providers),
+        local_probe=not _env_bool(env, "IMAGEGATE_NO_LOCAL_PROBE"),
     )

@@ -52,7 +52,7 @@ def test_server_runs_the_console_script_with_uv_from_the_bundle_folder():
 
 def test_every_provider_key_has_a_sensitive_optional_user_config_entry(catalog):
     key_envs = {spec.key_env for spec in catalog.providers.values() if spec.key_env}
-    assert len(key_envs) == 10
+    assert len(key_envs) >= 14  # the ten of the first round, OpenRouter, fal, Replicate, the WebUI's login
     for name in key_envs:
         match = PLACEHOLDER.fullmatch(ENV.get(name, ""))
         assert match, f"mcp_config.env has no ${{user_config.…}} for {name}"

@@ -140,7 +140,7 @@ async def test_aliases_are_listed_with_their_model(tmp_path):
     server = create_server(lambda: build_service(base_env(tmp_path, GEMINI_API_KEY="test-key")))
     async with Client(server) as client:  # type: ignore[arg-type]
         result = await client.call_tool("list_models", {})
-    line = next(x for x in text_of(result).splitlines() if x.startswith("gemini-3-pro-image-preview"))
+    line = next(x for x in text_of(result).splitlines() if x.startswith("gemini-3-pro-image "))
     assert "nano-banana-pro" in line
 
 

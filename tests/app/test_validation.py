@@ -104,6 +104,7 @@ async def test_every_route_accepts_valid_calls_and_refuses_each_broken_limit(tmp
     failures = []
     # Valid calls go nowhere real: every base URL is a closed local port, and nothing retries.
     nowhere = {f"{p.upper()}_BASE_URL": "http://127.0.0.1:9/v1" for p in CATALOG.providers}
+    nowhere |= {s.base_url_env: "http://127.0.0.1:9/v1" for s in CATALOG.providers.values() if s.base_url_env}
     async with serve(base_env(tmp_path, IMAGEGATE_MAX_RETRIES="0", **nowhere, **all_keys())) as client:
         for route in CATALOG.routes:
             tool = tool_of(route)

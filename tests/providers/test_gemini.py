@@ -64,7 +64,7 @@ def test_edit_body_is_the_docs_request_example_field_for_field_and_in_order():
     parts = expected["contents"][0]["parts"]
     request = build_request(
         job(
-            "gemini-3-pro-image-preview",
+            "gemini-3-pro-image",
             ResolvedSize(2752, 1536, "16:9", "2K"),
             prompt=parts[0]["text"],
             images=(image_from(parts[1], "images[0]"), image_from(parts[2], "images[1]")),
@@ -73,7 +73,7 @@ def test_edit_body_is_the_docs_request_example_field_for_field_and_in_order():
         )
     )
 
-    assert request.path == "/models/gemini-3-pro-image-preview:generateContent"
+    assert request.path == "/models/gemini-3-pro-image:generateContent"
     assert request.json == expected
     assert list(request.json) == list(expected)
     assert list(request.json["generationConfig"]) == list(expected["generationConfig"])
@@ -86,18 +86,18 @@ def test_edit_body_is_the_docs_request_example_field_for_field_and_in_order():
         ("gemini-2.5-flash-image", ResolvedSize(1344, 768, "16:9", "1K"), {"aspectRatio": "16:9"}),
         ("gemini-2.5-flash-image", ResolvedSize(1536, 672, "21:9", "1K"), {"aspectRatio": "21:9"}),
         (
-            "gemini-3-pro-image-preview",
+            "gemini-3-pro-image",
             ResolvedSize(1024, 1024, "1:1", "1K"),
             {"aspectRatio": "1:1", "imageSize": "1K"},
         ),
         (
-            "gemini-3-pro-image-preview",
+            "gemini-3-pro-image",
             ResolvedSize(6336, 2688, "21:9", "4K"),
             {"aspectRatio": "21:9", "imageSize": "4K"},
         ),
-        ("gemini-3-pro-image-preview", ResolvedSize(tier="2K"), {"imageSize": "2K"}),
+        ("gemini-3-pro-image", ResolvedSize(tier="2K"), {"imageSize": "2K"}),
         (
-            "gemini-3.1-flash-image-preview",
+            "gemini-3.1-flash-image",
             ResolvedSize(768, 1376, "9:16", "1K"),
             {"aspectRatio": "9:16", "imageSize": "1K"},
         ),

@@ -42,6 +42,7 @@ def base_env(tmp: Path, **extra: str) -> dict[str, str]:
         "XDG_CONFIG_HOME": str(tmp / "config"),
         "IMAGEGATE_OUTPUT_DIR": str(tmp / "out"),
         "PYTHONPATH": os.environ.get("PYTHONPATH", ""),
+        "IMAGEGATE_NO_LOCAL_PROBE": "1",  # a ComfyUI/WebUI on this machine's default ports stays out of tests
     }
     env.update(extra)
     return env

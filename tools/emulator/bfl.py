@@ -95,7 +95,22 @@ _KONTEXT = ModelRule(
 _PRO_11 = frozenset(
     {"prompt", "image_prompt", "prompt_upsampling", "seed", "safety_tolerance", "output_format"}
 )
+# FLUX 3 Image (docs.bfl.ai/flux_3/flux3_image_overview: only prompt required, up to ten references); the
+# fields besides prompt, safety_tolerance 0-4 and the reference names are 3p (UNCONFIRMED).
+_FLUX3 = ModelRule(
+    frozenset(
+        {"prompt", "seed", "aspect_ratio", "resolution", "grounding", "output_format", "safety_tolerance"}
+    )
+    | _inputs(10)
+    | WEBHOOK,
+    ratio=True,
+    max_inputs=10,
+    max_safety=4,
+    default_format="png",
+    price=4.8,
+)
 MODELS: dict[str, ModelRule] = {
+    "flux-3-image": _FLUX3,
     "flux-2-pro": _FLUX2_PRO,
     "flux-2-max": replace(_FLUX2_PRO, price=7.0),
     "flux-2-flex": replace(

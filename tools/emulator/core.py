@@ -56,6 +56,11 @@ PROVIDERS: dict[str, str] = {
     "dashscope": "dashscope",
     "bfl": "bfl",
     "modelgate": "modelgate",
+    "comfyui": "comfyui",
+    "sdwebui": "sdwebui",
+    "openrouter": "openrouter",
+    "fal": "fal",
+    "replicate": "replicate",
 }
 ABORT_KEY = "emulator.abort"  # scope key set by runner.py: closes this request's socket without a reply
 Delivery = Literal["b64", "url", "data_url"]

@@ -53,7 +53,8 @@ class ModelRule:
     modes: frozenset[str]  # endpoints serving it: SYNC, TEXT2IMAGE, IMAGE_GENERATION
     sizes: tuple[str, ...] = ()  # an explicit W*H list (Qwen-Image)
     side: tuple[int, int] | None = None  # each edge within
-    pixels: tuple[int, int] | None = None  # total pixels within, aspect 1:4..4:1
+    pixels: tuple[int, int] | None = None  # total pixels within, aspect 1:max_ratio..max_ratio:1
+    max_ratio: float = 4
     default_size: tuple[int, int] | None = (1024, 1024)  # None: follows the last input image
     settable: bool = True  # qwen-image-edit: size cannot be set
     max_n: int = 1
@@ -78,6 +79,15 @@ WAN26 = ModelRule(
     usage="wan",
 )
 WAN_T2I = ModelRule(frozenset({TEXT2IMAGE}), side=(512, 1440), max_n=4, default_n=4, usage="wan")
+# Qwen-Image 3.0 (its API reference): sync, 1-3 references, 512*512-2048*2048 pixels; n 1-6 and the 1:8
+# ratio span are 3p (UNCONFIRMED). Without a size the model picks one (here: the last input's shape).
+QWEN_3 = ModelRule(
+    frozenset({SYNC}), pixels=(512 * 512, 2048 * 2048), max_ratio=8, default_size=None, max_n=6, images=(0, 3)
+)
+# Wan 2.7 image (its API reference): sync; pro renders 4K text-to-image. Pixel floor, n and 0-9 inputs are 3p.
+WAN27 = replace(WAN26, modes=frozenset({SYNC}), pixels=(768 * 768, 2048 * 2048), default_n=1, images=(0, 9))
+WAN27_PRO = replace(WAN27, pixels=(768 * 768, 4096 * 4096))
+WAN26_IMAGE = replace(WAN26, modes=frozenset({SYNC}), default_size=None, default_n=1, images=(1, 9))
 LOOSE = ModelRule(frozenset({SYNC, TEXT2IMAGE, IMAGE_GENERATION}), side=(256, 4096), max_n=6, images=(0, 10))
 RULES: dict[str, ModelRule] = {
     "qwen-image": QWEN_IMAGE,
@@ -88,6 +98,11 @@ RULES: dict[str, ModelRule] = {
     "qwen-image-edit": QWEN_EDIT,
     "qwen-image-edit-plus": QWEN_EDIT_PLUS,
     "qwen-image-edit-max": QWEN_EDIT_PLUS,
+    "qwen-image-3.0-pro": QWEN_3,
+    "qwen-image-3.0": QWEN_3,
+    "wan2.7-image-pro": WAN27_PRO,
+    "wan2.7-image": WAN27,
+    "wan2.6-image": WAN26_IMAGE,
     "wan2.6-t2i": WAN26,
     "wan2.5-t2i-preview": replace(WAN26, modes=frozenset({TEXT2IMAGE}), prompt_max=800),
     "wan2.2-t2i-flash": WAN_T2I,
@@ -328,7 +343,7 @@ def _fits(rule: ModelRule, width: int, height: int) -> bool:
     if rule.side is not None:
         return all(rule.side[0] <= edge <= rule.side[1] for edge in (width, height))
     low, high = rule.pixels or (0, 0)
-    return low <= width * height <= high and 1 / 4 <= width / height <= 4
+    return low <= width * height <= high and 1 / rule.max_ratio <= width / height <= rule.max_ratio
 
 
 def _follow(last: tuple[int, int] | None) -> tuple[int, int]:

@@ -136,6 +136,19 @@ GEMINI: dict[str, GeminiRule] = {
     ),
     "gemini-3-pro-image-preview": PRO,
     "gemini-3.1-flash-image-preview": PRO,  # 512 tier and extra ratios UNCONFIRMED: not offered
+    # GA ids (ai.google.dev models page): the preview models' rules.
+    "gemini-3-pro-image": PRO,
+    "gemini-3.1-flash-image": PRO,
+    # Nano Banana 2 Lite (its model page): imageSize 1K only, no thought drafts; cells and inputs UNCONFIRMED.
+    "gemini-3.1-flash-lite-image": GeminiRule(
+        tiers={"1K": _table(PRO_1K, RATIOS)},
+        image_size_field=True,
+        max_inputs=14,
+        input_mimes=BASE_MIMES,
+        thoughts=False,
+        output_tokens={"1K": 1120},
+        input_image_tokens=560,
+    ),
 }
 IMAGEN: dict[str, ImagenRule] = {
     "imagen-4.0-generate-001": ImagenRule(("1K", "2K")),

@@ -108,5 +108,7 @@ def merge_route(
         prompt_max_length=offering.prompt_max_length or model.prompt_max_length,
         wire=offering.wire,
         notes=notes,
-        unconfirmed=MappingProxyType({**model.unconfirmed, **offering.unconfirmed}),
+        unconfirmed=MappingProxyType(
+            {k: v for d in (model.unconfirmed, offering.unconfirmed) for k, v in d.items()}
+        ),
     )

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import typing
 from dataclasses import dataclass
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -32,15 +32,25 @@ __all__ = [
     "WireOptions",
 ]
 
-Capability = Literal["generate", "edit", "multi_reference", "mask"]
-CAPABILITIES: tuple[Capability, ...] = ("generate", "edit", "multi_reference", "mask")
+Capability = Literal["generate", "edit", "multi_reference", "mask", "variations"]
+CAPABILITIES: tuple[Capability, ...] = ("generate", "edit", "multi_reference", "mask", "variations")
+"""`variations`: edit_image without a prompt makes variations of its one image (/images/variations)."""
 TOOL_NAMES = ("generate", "edit")
 InputForm = Literal["url", "base64", "file"]
 """How a route takes an input image: an http(s) URL it fetches, inline base64/data URL, or a multipart
 file."""
 KnobValue = str | int | float | bool
 Unconfirmable = Literal[
-    "model", "upstream", "sizes", "max_n", "per_call", "output_formats", "inputs", "knobs", "capabilities", "price"
+    "model",
+    "upstream",
+    "sizes",
+    "max_n",
+    "per_call",
+    "output_formats",
+    "inputs",
+    "knobs",
+    "capabilities",
+    "price",
 ]
 UNCONFIRMABLE: tuple[str, ...] = typing.get_args(Unconfirmable)
 """The facts a model or an offering may mark UNCONFIRMED: inferred, or only from secondary sources."""
@@ -212,6 +222,15 @@ class WireOptions(_Data):
     mode: Literal["sync", "async"] | None = None
     response_format: Literal["url", "b64_json", "base64"] | None = None
     sequential: bool | None = None
+    retry_statuses: list[int] = []
+    """HTTP statuses the provider's docs say to retry, besides the HTTP layer's own (ZhaoTou: 500)."""
+    fields: dict[str, str] = {}
+    """Where a per-model input schema (Replicate, fal) puts each thing: role or knob -> the model's own
+    field name (`images = "image_input[]"`, `ratio = "aspect_ratio"`, `prompt_extend = "enhance_prompt"`);
+    the adapter module documents the roles it reads."""
+    workflows: dict[str, dict[str, Any]] = {}
+    """ComfyUI: role ("generate", "edit", "inpaint") -> an API-format workflow (`graph`) and which node
+    input takes what; filled in at start-up from the shipped or configured files (local.py)."""
 
 
 class _Limits(_Data):
@@ -269,7 +288,7 @@ class ProviderSpec(_Data):
     key_env_aliases: list[str] = []
     base_url_env: str | None = None
     default_base_url: str
-    auth: Literal["bearer", "raw", "x-key", "x-goog-api-key", "none"] = "bearer"
+    auth: Literal["bearer", "raw", "x-key", "x-goog-api-key", "key", "none"] = "bearer"
     envelope: Literal["code_msg_data"] | None = None
     trusted_hosts: list[str] = []
     """Host suffixes besides the base URL's own that may receive the key (BFL: ".bfl.ai")."""

@@ -26,6 +26,8 @@ __all__ = ["PROTOCOLS", "Registry", "protocol_rules"]
 PROTOCOLS = {
     "openai_images": "imagegate.providers.openai_images",
     "placeholder": "imagegate.providers.placeholder",
+    "comfyui": "imagegate.providers.comfyui",
+    "sdwebui": "imagegate.providers.sdwebui",
     "mixroute": "imagegate.providers.mixroute",
     "gemini": "imagegate.providers.gemini",
     "atalk": "imagegate.providers.atalk",
@@ -33,6 +35,9 @@ PROTOCOLS = {
     "dashscope": "imagegate.providers.dashscope",
     "modelgate": "imagegate.providers.modelgate",
     "bfl": "imagegate.providers.bfl",
+    "openrouter": "imagegate.providers.openrouter",
+    "fal": "imagegate.providers.fal",
+    "replicate": "imagegate.providers.replicate",
 }
 """Protocol id (a provider's `protocol` in the catalog) -> the adapter module that speaks it."""
 

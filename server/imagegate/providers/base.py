@@ -114,6 +114,9 @@ class Batch:
     extra: Mapping[str, Any] = field(default_factory=dict)
     images: tuple[InputImage, ...] = ()
     mask: InputImage | None = None
+    report: Callable[[str], Awaitable[None]] | None = None
+    """Where an adapter says how far an upstream that reports it has got ("step 5/20"), relayed to the
+    agent as progress; never raises. None: nobody listens."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -53,6 +53,7 @@ AUTH_HEADERS = {
     "raw": "Authorization",
     "x-key": "x-key",
     "x-goog-api-key": "x-goog-api-key",
+    "key": "Authorization",  # fal: `Authorization: Key <FAL_KEY>`
 }
 Transport = httpx2.AsyncBaseTransport
 """What tests inject instead of the network (httpx2.MockTransport, or none for real sockets)."""
@@ -84,7 +85,8 @@ class ProviderProfile:
         if self.key is None or self.auth == "none":
             return {}
         secret = self.key.get_secret_value()
-        return {AUTH_HEADERS[self.auth]: f"Bearer {secret}" if self.auth == "bearer" else secret}
+        scheme = {"bearer": "Bearer ", "key": "Key "}.get(self.auth, "")
+        return {AUTH_HEADERS[self.auth]: f"{scheme}{secret}"}
 
     def trusts(self, url: str) -> bool:
         """Same origin as the base URL, or a host the provider documents (BFL: *.bfl.ai)."""
