@@ -3,8 +3,9 @@ native route takes a valid call and sends its own upstream id, each limit broken
 argument before any upstream request, and the Gemini preview ids resolve to the GA models.
 
 Sources (catalog/data/models.toml names them per model): ai.google.dev models pages (GA Gemini image ids,
-gemini-3.1-flash-lite-image), alibabacloud.com Model Studio API references (Qwen-Image 3.0, Wan 2.7 image,
-Wan 2.6 image), docs.bfl.ai/flux_3 (FLUX 3 Image); GPT Image 2.5 only from gateways' notes (UNCONFIRMED).
+gemini-3.1-flash-lite-image), alibabacloud.com Model Studio API references (Qwen-Image 3.0, Qwen-Image 2.1
+Pro's existence and 10 references, Wan 2.7 image, Wan 2.6 image), docs.bfl.ai/flux_3 (FLUX 3 Image); GPT
+Image 2.5, the Seedream 5.0 family and Qwen-Image 2.0 only from gateways' docs and skills (UNCONFIRMED).
 """
 
 from __future__ import annotations
@@ -83,6 +84,15 @@ VALID = [
     ("dashscope", {"model": "wan2.6-image", "images": 2, "size": "1280x1280"}, (1280, 1280)),
     ("bfl", {"model": "flux-3-image", "size": "7:5"}, None),
     ("bfl", {"model": "flux-3", "images": 3}, None),
+    # only secondary sources have these (UNCONFIRMED in the catalog); the emulator holds the same limits
+    ("ark", {"model": "seedream-5.0-pro", "size": "2048x1152"}, (2048, 1152)),
+    ("ark", {"model": "seedream-5.0-pro", "images": 10, "size": "1024x1024"}, (1024, 1024)),
+    ("ark", {"model": "seedream-5.0", "size": "3072x3072"}, (3072, 3072)),
+    ("ark", {"model": "doubao-seedream-5-0-lite-260128", "images": 14, "size": "2560x1440"}, (2560, 1440)),
+    ("ark", {"model": "seedream-5.0-flash", "size": "1280x720", "watermark": False}, (1280, 720)),
+    ("dashscope", {"model": "qwen-image-2.1-pro", "images": 10, "size": "1024x1024", "n": 2}, (1024, 1024)),
+    ("dashscope", {"model": "qwen-image-2.0-pro", "size": "2048x1024", "n": 6}, (2048, 1024)),
+    ("dashscope", {"model": "qwen-image-2.0", "images": 3, "size": "512x512", "seed": 7}, (512, 512)),
 ]
 
 
@@ -135,6 +145,27 @@ BROKEN = [
     ("bfl", {"model": "flux-3-image", "size": "3:1"}, "size"),
     ("bfl", {"model": "flux-3-image", "images": 11}, "images"),
     ("bfl", {"model": "flux-3-image", "safety_tolerance": 5}, "safety_tolerance"),
+    ("ark", {"model": "seedream-5.0-pro", "size": "1024x512"}, "size"),
+    ("ark", {"model": "seedream-5.0-pro", "size": "2560x2560"}, "size"),
+    ("ark", {"model": "seedream-5.0-pro", "size": "4096x240"}, "size"),
+    ("ark", {"model": "seedream-5.0-pro", "images": 11}, "images"),
+    ("ark", {"model": "seedream-5.0-pro", "n": 11}, "n"),
+    ("ark", {"model": "seedream-5.0-pro", "resolution": "4K"}, "resolution"),
+    ("ark", {"model": "seedream-5.0-pro", "seed": 3}, "seed"),
+    ("ark", {"model": "seedream-5.0", "size": "2048x1024"}, "size"),
+    ("ark", {"model": "seedream-5.0", "size": "4096x4096"}, "size"),
+    ("ark", {"model": "seedream-5.0", "images": 15}, "images"),
+    ("ark", {"model": "seedream-5.0", "resolution": "1K"}, "resolution"),
+    ("ark", {"model": "seedream-5.0-flash", "size": "2880x1620"}, "size"),
+    ("ark", {"model": "seedream-5.0-flash", "images": 11}, "images"),
+    ("dashscope", {"model": "qwen-image-2.1-pro", "images": 11}, "images"),
+    ("dashscope", {"model": "qwen-image-2.1-pro", "size": "4096x256"}, "size"),
+    ("dashscope", {"model": "qwen-image-2.1-pro", "size": "4096x4096"}, "size"),
+    ("dashscope", {"model": "qwen-image-2.0-pro", "size": "256x256"}, "size"),
+    ("dashscope", {"model": "qwen-image-2.0-pro", "images": 4}, "images"),
+    ("dashscope", {"model": "qwen-image-2.0-pro", "n": 11}, "n"),
+    ("dashscope", {"model": "qwen-image-2.0", "negative_prompt": "x" * 501}, "negative_prompt"),
+    ("dashscope", {"model": "qwen-image-2.0", "seed": -1}, "seed"),
 ]
 
 
@@ -192,4 +223,23 @@ def test_facts_only_secondary_sources_give_are_marked_unconfirmed():
     assert {"model", "upstream"} <= marked["gpt-image-2.5-sunburst"]
     assert {"sizes", "inputs"} <= marked["flux-3-image"] and "model" not in marked["flux-3-image"]
     assert "per_call" in marked["qwen-image-3.0-pro"] and "sizes" in marked["wan2.7-image"]
-    assert marked["gemini-3-pro-image"] == set()
+    assert marked["gemini-3-pro-image"] - {"price"} == set()  # its limits are Google's own (prices aside)
+    for model in (
+        "seedream-5.0-pro",
+        "seedream-5.0",
+        "seedream-5.0-flash",
+        "qwen-image-2.0-pro",
+        "qwen-image-2.0",
+    ):
+        assert {"model", "upstream", "sizes", "inputs"} <= marked[model], model
+    # the Model Studio reference names 2.1-pro and its 10 references; its other limits are 3p
+    assert "model" not in marked["qwen-image-2.1-pro"] and "sizes" in marked["qwen-image-2.1-pro"]
+
+
+@pytest.mark.parametrize("model", ["seedream-5.0-pro", "qwen-image-2.0"])
+async def test_an_unconfirmed_route_says_so_to_the_agent(tmp_path, emu, model):
+    provider = "ark" if model.startswith("seedream") else "dashscope"
+    async with serve(env_for(tmp_path, emu, provider), **VirtualTime().hooks) as client:
+        result = await client.call_tool("list_models", {"provider": provider})
+    text = text_of(result)
+    assert model in text and "UNCONFIRMED" in text.upper()

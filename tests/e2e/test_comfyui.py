@@ -176,3 +176,79 @@ async def test_doctor_finds_the_server_and_names_its_checkpoints(tmp_path, emu):
     lines = {line.split()[0]: line for line in report.text().splitlines() if line.strip()}
     assert "2 checkpoints" in lines["comfyui"] and CHECKPOINTS[0] in lines["comfyui"], lines["comfyui"]
     assert "SDWEBUI_URL, or start it at http://127.0.0.1:7860" in lines["sdwebui"]
+
+
+# ---- a user's own workflow, registered in the config file
+
+
+USER_GRAPH = {  # an API-format export with its own node ids, two output nodes, and no negative prompt
+    "ckpt": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "mine.safetensors"}},
+    "latent": {"class_type": "EmptyLatentImage", "inputs": {"batch_size": 1, "height": 1024, "width": 1024}},
+    "pos": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["ckpt", 1], "text": "placeholder"}},
+    "neg": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["ckpt", 1], "text": "lowres"}},
+    "sampler": {"class_type": "KSampler", "inputs": {
+        "cfg": 4.5, "denoise": 1, "latent_image": ["latent", 0], "model": ["ckpt", 0], "negative": ["neg", 0],
+        "positive": ["pos", 0], "sampler_name": "euler", "scheduler": "normal", "seed": 1, "steps": 12}},
+    "decode": {"class_type": "VAEDecode", "inputs": {"samples": ["sampler", 0], "vae": ["ckpt", 2]}},
+    "peek": {"class_type": "PreviewImage", "inputs": {"images": ["decode", 0]}},
+    "save": {"class_type": "SaveImage", "inputs": {"filename_prefix": "mine", "images": ["decode", 0]}},
+}  # fmt: skip
+USER_MAPPING = """\
+[providers.comfyui.workflows.generate]
+file = "{file}"
+prompt = "pos.text"
+width = "latent.width"
+height = "latent.height"
+batch_size = "latent.batch_size"
+seed = "sampler.seed"
+checkpoint = "ckpt.ckpt_name"
+output = "save"
+"""
+
+
+def user_config(tmp_path: Path, mapping: str = USER_MAPPING) -> Path:
+    workflow = tmp_path / "my_flow_api.json"
+    workflow.write_text(json.dumps(USER_GRAPH))
+    config = tmp_path / "imagegate.toml"
+    config.write_text(mapping.format(file=workflow))
+    return config
+
+
+async def test_a_users_workflow_from_the_config_file_gets_prompt_size_seed_and_batch(tmp_path, emu):
+    config = user_config(tmp_path)
+    async with serve(env_for(tmp_path, emu, IMAGEGATE_CONFIG=str(config))) as client:
+        result = await client.call_tool(
+            "generate_image",
+            {"model": "comfyui", "prompt": "a lighthouse", "size": "768x512", "n": 2, "seed": 42,
+             "checkpoint": CHECKPOINTS[1]},
+        )  # fmt: skip
+
+    meta = meta_of(result)
+    assert [(i["width"], i["height"]) for i in meta["images"]] == [(768, 512)] * 2  # `save`'s, not `peek`'s
+    graph = queued_graph(emu)
+    assert set(graph) == set(USER_GRAPH)  # the user's graph, not the shipped txt2img
+    assert graph["pos"]["inputs"]["text"] == "a lighthouse"
+    assert graph["latent"]["inputs"] == {"batch_size": 2, "height": 512, "width": 768}
+    assert graph["sampler"]["inputs"]["seed"] == 42 and graph["ckpt"]["inputs"]["ckpt_name"] == CHECKPOINTS[1]
+    assert (
+        graph["neg"]["inputs"]["text"] == "lowres" and graph["sampler"]["inputs"]["steps"] == 12
+    )  # untouched
+
+
+async def test_a_mapping_naming_a_node_the_file_lacks_fails_at_start_up_naming_file_role_and_node(
+    tmp_path, emu
+):
+    from tests.support.server import process_env
+
+    from imagegate.errors import ConfigError
+    from imagegate.service import build_service
+
+    config = user_config(tmp_path, USER_MAPPING.replace('seed = "sampler.seed"', 'seed = "ksampler.seed"'))
+    env = env_for(tmp_path, emu, IMAGEGATE_CONFIG=str(config))
+    with process_env(env), pytest.raises(ConfigError) as raised:
+        build_service(env)
+
+    message = raised.value.message
+    assert str(tmp_path / "my_flow_api.json") in message
+    assert "workflows.generate.seed" in message and "'ksampler.seed'" in message
+    assert not calls(emu, "prompt")

@@ -238,3 +238,83 @@ def test_the_emulator_queue_answers_202_until_done_and_refuses_early_results_and
     assert fal.put(submitted["cancel_url"]).json() == {"status": "ALREADY_COMPLETED"}
     bearer = httpx2.get(submitted["status_url"], headers={"Authorization": f"Bearer {KEY}"}, trust_env=False)
     assert bearer.status_code == 401
+
+
+# ---- progress, Recraft and Ideogram
+
+
+async def test_the_queue_position_and_the_runners_log_reach_the_agent_as_progress(tmp_path, emulator):
+    emulator.reset()
+    control(emulator, queue_polls=3, progress_polls=3)
+    said: list[str] = []
+
+    async def record(progress: float, total: float | None, message: str | None) -> None:
+        said.append(message or "")
+
+    async with serve(env_for(tmp_path, emulator), **VirtualTime().hooks) as client:
+        result = await client.call_tool(
+            "generate_image", {"model": "flux-2-pro", "prompt": "a fox"}, progress_callback=record
+        )
+
+    assert meta_of(result)["images"]
+    relayed = [m for m in said if m.startswith("fal: ")]
+    assert relayed[:3] == ["fal: queued, position 2", "fal: queued, position 1", "fal: queued, position 0"]
+    assert "fal: in progress: Generating image: step 2/3" in relayed
+    polls = [r for r in emulator.requests("fal") if r["endpoint"] == "status"]
+    assert len(relayed) <= len(polls) and len(set(relayed)) == len(relayed)  # one a poll, none repeated
+
+
+async def test_recraft_and_ideogram_go_to_their_endpoints_with_their_own_field_names(tmp_path, emulator):
+    emulator.reset()
+    control(emulator, queue_polls=0, progress_polls=0)
+    async with serve(env_for(tmp_path, emulator), **VirtualTime().hooks) as client:
+        recraft = await client.call_tool(
+            "generate_image",
+            {"model": "recraft-v3", "prompt": "a logo", "size": "1820x1024",
+             "style": "digital_illustration/pixel_art"},
+        )  # fmt: skip
+        ideogram = await client.call_tool(
+            "generate_image",
+            {"model": "ideogram-v3", "prompt": "a poster", "size": "1312x736", "quality": "TURBO",
+             "prompt_extend": False, "negative_prompt": "blur", "seed": 5},
+        )  # fmt: skip
+
+    assert [(i["width"], i["height"], i["mime_type"]) for i in meta_of(recraft)["images"]] == [
+        (1820, 1024, "image/webp")
+    ]
+    assert [(i["width"], i["height"]) for i in meta_of(ideogram)["images"]] == [(1312, 736)]
+    recraft_body, ideogram_body = (r["json"] for r in submits(emulator))
+    assert recraft_body == {
+        "prompt": "a logo",
+        "image_size": {"width": 1820, "height": 1024},
+        "style": "digital_illustration/pixel_art",
+    }
+    assert ideogram_body == {
+        "prompt": "a poster", "image_size": {"width": 1312, "height": 736}, "rendering_speed": "TURBO",
+        "expand_prompt": False, "negative_prompt": "blur", "seed": 5,
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("args", "argument"),
+    [
+        ({"model": "recraft-v3", "size": "1024x1000"}, "size"),
+        ({"model": "recraft-v3", "prompt": "x" * 1001}, "prompt"),
+        ({"model": "recraft-v3", "seed": 1}, "seed"),
+        ({"model": "recraft-v3", "style": "vivid"}, "style"),
+        ({"model": "ideogram-v3", "size": "1024x1000"}, "size"),
+        ({"model": "ideogram-v3", "quality": "FAST"}, "quality"),
+        ({"model": "ideogram-v3", "seed": 2147483648}, "seed"),
+        ({"model": "ideogram-v3", "n": 11}, "n"),
+    ],
+    ids=str,
+)
+async def test_recraft_and_ideogram_limits_are_refused_before_anything_is_sent(
+    tmp_path, emulator, args, argument
+):
+    emulator.reset()
+    async with serve(env_for(tmp_path, emulator), **VirtualTime().hooks) as client:
+        result = await client.call_tool("generate_image", {"prompt": "a fox", **args})
+
+    assert kind_of(result) == "invalid_argument" and argument in text_of(result), text_of(result)
+    assert emulator.requests("fal") == []

@@ -164,3 +164,63 @@ async def test_over_stdio_the_key_stays_off_the_output_host(tmp_path, emulator):
     assert create["json"]["input"] == {"prompt": "a fox", "aspect_ratio": "1:1", "resolution": "2K"}
     api = urlsplit(emulator.base_url("replicate")).netloc
     assert all(urlsplit(u).netloc != api for u in [json.loads(sidecar).get("source_url") or ""] if u)
+
+
+async def test_a_polled_predictions_status_and_logs_reach_the_agent_as_progress(tmp_path, emu):
+    emu.control("replicate", "predictions", processing_polls=3)
+    said: list[str] = []
+
+    async def record(progress: float, total: float | None, message: str | None) -> None:
+        said.append(message or "")
+
+    async with serve(env_for(tmp_path, emu), **VirtualTime().hooks) as client:
+        result = await client.call_tool(
+            "generate_image", {"model": "flux-schnell", "prompt": "a fox"}, progress_callback=record
+        )
+
+    assert meta_of(result)["images"]
+    relayed = [m for m in said if m.startswith("replicate: ")]
+    assert relayed == [
+        "replicate: processing: 33%| step 1/3",
+        "replicate: processing: 66%| step 2/3",
+        "replicate: processing: 100%| step 3/3",
+    ]
+    assert len(predictions(emu, "get")) == 4  # three polls processing, the fourth finished: one report each
+
+
+async def test_recraft_and_ideogram_take_pixels_as_one_wxh_field(tmp_path, emu):
+    async with serve(env_for(tmp_path, emu), **VirtualTime().hooks) as client:
+        recraft = await client.call_tool(
+            "generate_image", {"model": "recraft-v3", "prompt": "a logo", "size": "16:9", "style": "any"}
+        )
+        ideogram = await client.call_tool(
+            "generate_image", {"model": "ideogram-v3", "prompt": "a poster", "size": "1:2", "seed": 9}
+        )
+
+    assert [(i["width"], i["height"]) for i in meta_of(recraft)["images"]] == [(1820, 1024)]
+    assert [(i["width"], i["height"]) for i in meta_of(ideogram)["images"]] == [(704, 1408)]
+    recraft_create, ideogram_create = predictions(emu)
+    assert recraft_create["path"].endswith("/v1/models/recraft-ai/recraft-v3/predictions")
+    assert recraft_create["json"]["input"] == {"prompt": "a logo", "size": "1820x1024", "style": "any"}
+    assert ideogram_create["path"].endswith("/v1/models/ideogram-ai/ideogram-v3-balanced/predictions")
+    assert ideogram_create["json"]["input"] == {"prompt": "a poster", "resolution": "704x1408", "seed": 9}
+
+
+@pytest.mark.parametrize(
+    ("args", "argument"),
+    [
+        ({"model": "recraft-v3", "style": "digital_illustration/pixel_art"}, "style"),
+        ({"model": "ideogram-v3", "negative_prompt": "blur"}, "negative_prompt"),
+        ({"model": "ideogram-v3", "quality": "TURBO"}, "quality"),
+        ({"model": "ideogram-v3", "size": "2048x2048"}, "size"),
+    ],
+    ids=str,
+)
+async def test_what_replicates_recraft_and_ideogram_lack_is_refused_before_a_prediction(
+    tmp_path, emu, args, argument
+):
+    async with serve(env_for(tmp_path, emu), **VirtualTime().hooks) as client:
+        result = await client.call_tool("generate_image", {"prompt": "a fox", **args})
+
+    assert error_kind(result) == "invalid_argument" and argument in text_of(result), text_of(result)
+    assert emu.requests("replicate") == []

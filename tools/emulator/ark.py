@@ -57,6 +57,7 @@ class ModelRule:
     guidance: bool = False
     group: bool = False  # sequential_image_generation and stream (4.x)
     optimize_modes: tuple[str, ...] = ()
+    output: str = "jpeg"  # what it renders: always JPEG up to 4.5 (§3), PNG from 5.0 (3p)
 
 
 SEEDREAM_4_0 = ModelRule(
@@ -76,6 +77,37 @@ RULES: dict[str, ModelRule] = {
         min_pixels=3686400,
         optimize_modes=("standard",),
     ),
+    # Seedream 5.0 (shared/providers/models-2026-12.md; every figure 3p, UNCONFIRMED): PNG; 5.0 Pro is single
+    # image (the group-mode fields are a 400), 0.92-4.19 MP, 10 refs; 5.0 Lite 2K/3K, 3.69-10.4 MP, 14 refs;
+    # 5.0 Flash 1K-2K, 10 refs.
+    "doubao-seedream-5-0-pro-260628": replace(
+        SEEDREAM_4_0,
+        name="doubao-seedream-5-0-pro",
+        tiers={"1K": (1440, 1440), "2K": (2048, 2048)},
+        max_pixels=4194304,
+        max_refs=10,
+        group=False,
+        optimize_modes=("standard",),
+        output="png",
+    ),
+    "doubao-seedream-5-0-260128": replace(
+        SEEDREAM_4_0,
+        name="doubao-seedream-5-0",
+        tiers={"2K": (2048, 2048), "3K": (3072, 3072)},
+        min_pixels=3686400,
+        max_pixels=10404496,
+        optimize_modes=("standard",),
+        output="png",
+    ),
+    "doubao-seedream-5-0-flash-260915": replace(
+        SEEDREAM_4_0,
+        name="doubao-seedream-5-0-flash",
+        tiers={"1K": (1024, 1024), "2K": (2048, 2048)},
+        max_pixels=4194304,
+        max_refs=10,
+        group=False,
+        output="png",
+    ),
     "doubao-seedream-3-0-t2i-250415": ModelRule(
         "doubao-seedream-3-0-t2i", default=(1024, 1024), edges=(512, 2048), guidance=True
     ),
@@ -88,6 +120,8 @@ RULES: dict[str, ModelRule] = {
         guidance=True,
     ),
 }
+
+RULES["doubao-seedream-5-0-lite-260128"] = RULES["doubao-seedream-5-0-260128"]  # the Lite alias (3p)
 
 
 @dataclass(frozen=True)
@@ -128,7 +162,7 @@ def generate(call: Call) -> Response:
     stream = _boolean(body, "stream")
     if stream and not rule.group:
         raise unsupported("stream")
-    return _reply(call, model, count, size, delivery, stream)
+    return _reply(call, model, count, size, delivery, stream, rule.output)
 
 
 def invalid(param: str, why: str) -> ApiError:
@@ -309,11 +343,11 @@ def _boolean(body: dict[str, Any], name: str) -> bool:
 
 
 def _reply(
-    call: Call, model: str, count: int, size: tuple[int, int], delivery: str, stream: bool
+    call: Call, model: str, count: int, size: tuple[int, int], delivery: str, stream: bool, fmt: str
 ) -> Response:
-    """Always JPEG (§3); images a `partial` fault withholds come back as per-image errors (§4)."""
+    """JPEG up to 4.5 (§3); images a `partial` fault withholds come back as per-image errors (§4)."""
     mode: Delivery = "url" if delivery == "url" else "b64"
-    made = deliver_images(call, count, size, "jpeg", mode=mode)
+    made = deliver_images(call, count, size, fmt, mode=mode)
     pixels = f"{size[0]}x{size[1]}"
     items = [{delivery: image, "size": pixels} for image in made] + [{"error": REFUSAL}] * (count - len(made))
     tokens = len(made) * size[0] * size[1] // 256  # output_tokens = Σ(w×h)/256 (§4)

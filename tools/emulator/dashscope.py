@@ -88,6 +88,9 @@ QWEN_3 = ModelRule(
 WAN27 = replace(WAN26, modes=frozenset({SYNC}), pixels=(768 * 768, 2048 * 2048), default_n=1, images=(0, 9))
 WAN27_PRO = replace(WAN27, pixels=(768 * 768, 4096 * 4096))
 WAN26_IMAGE = replace(WAN26, modes=frozenset({SYNC}), default_size=None, default_n=1, images=(1, 9))
+# Qwen-Image 2.x: 2.1-pro takes up to 10 references (the API reference); the rest is 3p (UNCONFIRMED): 2.0 and
+# 2.0-pro as 3.0 with 1-3 inputs, 512*512-2048*2048 pixels, n 1-6; 2.1's 1:8-8:1 span.
+QWEN_21_PRO = replace(QWEN_3, images=(0, 10))
 LOOSE = ModelRule(frozenset({SYNC, TEXT2IMAGE, IMAGE_GENERATION}), side=(256, 4096), max_n=6, images=(0, 10))
 RULES: dict[str, ModelRule] = {
     "qwen-image": QWEN_IMAGE,
@@ -100,6 +103,9 @@ RULES: dict[str, ModelRule] = {
     "qwen-image-edit-max": QWEN_EDIT_PLUS,
     "qwen-image-3.0-pro": QWEN_3,
     "qwen-image-3.0": QWEN_3,
+    "qwen-image-2.1-pro": QWEN_21_PRO,
+    "qwen-image-2.0-pro": QWEN_3,
+    "qwen-image-2.0": QWEN_3,
     "wan2.7-image-pro": WAN27_PRO,
     "wan2.7-image": WAN27,
     "wan2.6-image": WAN26_IMAGE,

@@ -11,7 +11,8 @@ ALREADY_COMPLETED, 404 NOT_FOUND). Status, result and cancel live on the owner/a
 say. Result images are served from another origin (127.0.0.1 ⇄ localhost, standing in for fal.media),
 and the log shows whether an Authorization header reached it. Auth is `Authorization: Key <key>` only.
 UNCONFIRMED, strict here on purpose: unknown input fields are refused (422 extra_forbidden); num_images
-ranges where fal publishes none are 1-4; the 401 wording.
+ranges where fal publishes none are 1-4; the 401 wording. While IN_PROGRESS the runner's log gains a line
+("Generating image: step k/n") each poll, so a client relaying logs has something new to say.
 
 Request control, back to defaults on /_emulator/reset:
     POST /fal/_emulator/requests {"queue_polls": n, "progress_polls": n}  (defaults 1 and 1)
@@ -81,6 +82,7 @@ class Endpoint:
     default: tuple[int, int] | None = (1024, 768)  # None: follow the first input
     min_pixels: int = 0
     default_format: str = "jpeg"
+    enums: tuple[tuple[str, tuple[str, ...]], ...] = ()  # other enum fields and their values
 
 
 _FLUX2 = COMMON | {"image_size", "safety_tolerance", "enable_safety_checker"}
@@ -103,6 +105,24 @@ _QWEN = COMMON | {
     "num_inference_steps",
     "acceleration",
     "enable_safety_checker",
+}
+# RecraftV3TextToImageInput: no num_images, seed or output_format; `style` an enum (its families here, the
+# sub-styles like "digital_illustration/pixel_art" too). IdeogramV3Input: rendering_speed, style enums.
+_RECRAFT_STYLES = ("any", "realistic_image", "digital_illustration", "vector_illustration")
+_RECRAFT = frozenset(
+    {"prompt", "image_size", "style", "colors", "style_id", "enable_safety_checker", "sync_mode"}
+)
+_IDEOGRAM = COMMON - {"output_format"} | {
+    "image_size",
+    "num_images",
+    "rendering_speed",
+    "expand_prompt",
+    "negative_prompt",
+    "style",
+    "style_codes",
+    "style_preset",
+    "color_palette",
+    "image_urls",
 }
 ENDPOINTS: dict[str, Endpoint] = {
     "fal-ai/flux-2-pro": _FLUX,
@@ -165,6 +185,20 @@ ENDPOINTS: dict[str, Endpoint] = {
         resolutions=("1K", "2K", "4K"),
         default=None,
         default_format="png",
+    ),
+    "fal-ai/recraft/v3/text-to-image": Endpoint(
+        _RECRAFT, default=(1024, 1024), formats=(), default_format="webp", enums=(("style", _RECRAFT_STYLES),)
+    ),
+    "fal-ai/ideogram/v3": Endpoint(
+        _IDEOGRAM,
+        num_images=4,
+        default=(1024, 1024),
+        formats=(),
+        default_format="png",
+        enums=(
+            ("rendering_speed", ("TURBO", "BALANCED", "QUALITY")),
+            ("style", ("AUTO", "GENERAL", "REALISTIC", "DESIGN")),
+        ),
     ),
     "fal-ai/qwen-image": Endpoint(_QWEN | {"loras", "use_turbo"}, num_images=4, default_format="png"),
     "fal-ai/qwen-image-edit": Endpoint(
@@ -320,6 +354,11 @@ def _options(body: dict[str, Any], rule: Endpoint) -> int:
         raise _invalid(
             "safety_tolerance", f"Input should be {', '.join(repr(s) for s in rule.safety)}", "enum"
         )
+    for name, values in rule.enums:
+        value = body.get(name)
+        known = value in values or (name == "style" and str(value).split("/")[0] in values)
+        if value is not None and not known:
+            raise _invalid(name, f"Input should be {', '.join(repr(v) for v in values)}", "enum")
     resolution = body.get("resolution")
     if resolution is not None and resolution not in rule.resolutions:
         raise _invalid(
@@ -388,11 +427,13 @@ async def _status(jobs: Jobs, call: Call) -> Response:
         return JSONResponse(
             {**base, "status": "IN_QUEUE", "queue_position": jobs.queue_polls - job.polls}, status_code=202
         )
+    running = job.polls - jobs.queue_polls  # the runner's log grows by a line each poll
+    steps = [_log(f"Generating image: step {k}/{jobs.progress_polls}") for k in range(1, running)]
     if job.polls <= jobs.queue_polls + jobs.progress_polls:
-        entries = [_log("Generating image")] if logs else []
+        entries = [_log("Generating image"), *steps] if logs else []
         return JSONResponse({**base, "status": "IN_PROGRESS", "logs": entries}, status_code=202)
     job.done = True
-    entries = [_log("Generating image"), _log("Done")] if logs else []
+    entries = [_log("Generating image"), *steps, _log("Done")] if logs else []
     return JSONResponse({**base, "status": "COMPLETED", "logs": entries, "metrics": {"inference_time": 1.25}})
 
 

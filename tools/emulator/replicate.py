@@ -10,7 +10,8 @@ files are served from another origin (127.0.0.1 <-> localhost), as replicate.del
 
 Control, back to defaults on /_emulator/reset:
     POST /replicate/_emulator/predictions {"processing_polls": n}  -> polls answering `processing`
-        (default 0: the prediction finishes within `Prefer: wait`)
+        (default 0: the prediction finishes within `Prefer: wait`), each adding a line to `logs`
+        ("50%| step 1/2", as a model's progress bar prints)
     POST /replicate/_emulator/predictions {"outcome": "failed"|"canceled"|"aborted", "error": "…", "count": 1}
 """
 
@@ -176,6 +177,54 @@ def _sdxl() -> dict[str, Any]:
     return schemas
 
 
+def _recraft_v3() -> dict[str, Any]:
+    """recraft-ai/recraft-v3:9507e61d: size (default 1024x1024, ignored when aspect_ratio is set),
+    aspect_ratio, style (default any). The version page shows no enum values: Recraft's V3 sizes and style
+    families here."""
+    sizes = ["1024x1024", "1365x1024", "1024x1365", "1536x1024", "1024x1536", "1820x1024", "1024x1820"]
+    sizes += ["1024x2048", "2048x1024", "1434x1024", "1024x1434", "1024x1280", "1280x1024", "1024x1707"]
+    size, size_enum = _enum("size", [*sizes, "1707x1024"], 2, "1024x1024")
+    families = ["any", "realistic_image", "digital_illustration", "vector_illustration"]
+    style, style_enum = _enum("style", families, 3, "any")
+    ratio = _p("string", 1)  # an enum whose values the page does not show: any string passes here
+    props = {"prompt": _p("string", 0), "aspect_ratio": ratio, "size": size, "style": style}
+    return _model(props, {**size_enum, **style_enum}, output_list=False)
+
+
+IDEOGRAM_RESOLUTIONS = (
+    "512x1536 576x1408 576x1472 576x1536 640x1344 640x1408 640x1472 640x1536 704x1152 704x1216 704x1280 "
+    "704x1344 704x1408 704x1472 736x1312 768x1088 768x1216 768x1280 768x1344 800x1280 832x960 832x1024 "
+    "832x1088 832x1152 832x1216 832x1248 864x1152 896x960 896x1024 896x1088 896x1120 896x1152 960x832 "
+    "960x896 960x1024 960x1088 1024x832 1024x896 1024x960 1024x1024 1088x768 1088x832 1088x896 1088x960 "
+    "1120x896 1152x704 1152x832 1152x864 1152x896 1216x704 1216x768 1216x832 1248x832 1280x704 1280x768 "
+    "1280x800 1312x736 1344x640 1344x704 1344x768 1408x576 1408x640 1408x704 1472x576 1472x640 1472x704 "
+    "1536x512 1536x576 1536x640"
+).split()
+
+
+def _ideogram_v3() -> dict[str, Any]:
+    """ideogram-ai/ideogram-v3-balanced:e78d8251 (the -quality page lists the enums): resolution overrides
+    aspect_ratio; image + mask inpaint; seed <= 2147483647."""
+    ratios = ["1:3", "3:1", "1:2", "2:1", "9:16", "16:9", "10:16", "16:10", "2:3", "3:2", "3:4", "4:3"]
+    ratio, ratio_enum = _enum("aspect_ratio", [*ratios, "4:5", "5:4", "1:1"], 1, "1:1")
+    resolution, res_enum = _enum("resolution", ["None", *IDEOGRAM_RESOLUTIONS], 2, "None")
+    magic, magic_enum = _enum("magic_prompt_option", ["Auto", "On", "Off"], 3, "Auto")
+    style, style_enum = _enum("style_type", ["None", "Auto", "General", "Realistic", "Design"], 6, "None")
+    items = {"type": "string", "format": "uri"}
+    props = {
+        "prompt": _p("string", 0),
+        "aspect_ratio": ratio,
+        "resolution": resolution,
+        "magic_prompt_option": magic,
+        "image": _p("string", 4, format="uri"),
+        "mask": _p("string", 5, format="uri"),
+        "style_type": style,
+        "style_reference_images": _p("array", 7, items=items),
+        "seed": _p("integer", 8, maximum=2147483647),
+    }
+    return _model(props, {**ratio_enum, **res_enum, **magic_enum, **style_enum}, output_list=False)
+
+
 @dataclass(frozen=True)
 class Model:
     official: bool
@@ -190,6 +239,8 @@ MODELS: dict[str, Model] = {
     "bytedance/seedream-4": Model(True, _seedream_4()),
     "google/nano-banana": Model(True, _nano_banana(False)),
     "google/nano-banana-pro": Model(True, _nano_banana(True)),
+    "recraft-ai/recraft-v3": Model(True, _recraft_v3()),
+    "ideogram-ai/ideogram-v3-balanced": Model(True, _ideogram_v3()),
     "stability-ai/sdxl": Model(False, _sdxl()),
 }
 VERSIONS = {model.version: name for name, model in MODELS.items()}
@@ -206,6 +257,7 @@ class Prediction:
     created: float
     urls: list[str] | None = None
     status: str = "starting"
+    logs: str = ""  # what the model printed so far: a line per `processing` poll
 
 
 class Predictions:
@@ -347,6 +399,10 @@ async def _get(book: Predictions, call: Call) -> Response:
         if prediction.polls_left > 0:
             prediction.polls_left -= 1
             prediction.status = "processing"
+            done = book.processing_polls - prediction.polls_left
+            prediction.logs += (
+                f"{100 * done // max(1, book.processing_polls)}%| step {done}/{book.processing_polls}\n"
+            )
         else:
             _finish(call, prediction)
     return JSONResponse(_object(call, prediction))
@@ -364,6 +420,10 @@ async def _cancel(book: Predictions, call: Call) -> Response:
 def _size(model: Model, data: dict[str, Any]) -> tuple[int, int]:
     if "width" in data and "height" in data:
         return data["width"], data["height"]
+    for name in ("resolution", "size"):  # one "WxH" field (Ideogram, Recraft): rendered as asked
+        w, x, h = str(data.get(name, "")).partition("x")
+        if x and w.isdigit() and h.isdigit():
+            return int(w), int(h)
     ratio = str(data.get("aspect_ratio", "1:1"))
     w, _, h = ratio.partition(":") if ":" in ratio else ("1", "", "1")
     tier = {"1K": 1, "2K": 4, "4K": 16}.get(str(data.get("resolution", data.get("size", "1K"))), 1)
@@ -398,7 +458,7 @@ def _object(call: Call, prediction: Prediction) -> dict[str, Any]:
         "model": prediction.model,
         "version": MODELS[prediction.model].version,
         "input": prediction.input,
-        "logs": "",
+        "logs": prediction.logs,
         "output": output,
         "error": prediction.error if prediction.status == "failed" else None,
         "status": prediction.status,

@@ -2,7 +2,10 @@
 COMPLETED, read the result at its `response_url`; the images are URLs on fal's CDN, which the core
 downloads without the key (only queue.fal.run, the base URL's origin, is trusted with it). A call that
 times out or is cancelled while queued asks fal to cancel it (`cancel_url`, PUT). Owns the wire mapping
-only: polling is the HTTP layer's `poll`, downloading the core's.
+only: polling is the HTTP layer's `poll`, downloading the core's. Each poll's news (the queue position, then
+the runner's newest log line) is relayed as progress through `Batch.report`, at most once a poll and never
+the same text twice in a row. A knob the endpoint spells otherwise is renamed by `wire.fields`
+(Ideogram: `quality` -> `rendering_speed`, `prompt_extend` -> `expand_prompt`).
 
 Sources: shared/providers/later.md (fal); fal-ai/fal-js @ 381105e (2026-08-02) libs/client/src/queue.ts
 (status `?logs=1|0` and result and cancel on the owner/app root, cancel is PUT), types/common.ts (queue
@@ -55,6 +58,7 @@ __all__ = [
     "is_finished",
     "parse_result",
     "parse_submit",
+    "progress_text",
     "run",
 ]
 
@@ -129,7 +133,8 @@ def build_request(job: Batch) -> WireRequest:
     body: dict[str, Any] = {"prompt": job.prompt, **_input_fields(job, dialect), **_size_fields(job, dialect)}
     if job.route.per_call > 1:  # only endpoints whose schema has num_images get a per_call above 1
         body["num_images"] = job.count
-    body.update({k: str(v) if k in STRING_KNOBS else v for k, v in job.knobs.items()})
+    names = wire.fields  # a knob the endpoint spells otherwise (Ideogram: quality -> rendering_speed)
+    body.update({names.get(k, k): str(v) if k in STRING_KNOBS else v for k, v in job.knobs.items()})
     body.update(job.extra)
     return WireRequest(path, json=body)
 
@@ -167,6 +172,21 @@ def is_finished(body: Any) -> bool:
 def with_logs(url: str) -> str:
     """The status URL asking for the runner's logs (`?logs=1`, queue.ts)."""
     return url + ("&" if urlsplit(url).query else "?") + "logs=1"
+
+
+def progress_text(body: Any) -> str | None:
+    """What a status says while the request waits: its queue position, or the runner's newest log line."""
+    status = status_of(body)
+    if status == "IN_QUEUE":
+        position = body.get("queue_position")
+        ahead = isinstance(position, int) and not isinstance(position, bool)
+        return f"queued, position {position}" if ahead else "queued"
+    if status != "IN_PROGRESS":
+        return None
+    logs = body.get("logs")
+    lines = [e.get("message") for e in logs if isinstance(e, dict)] if isinstance(logs, list) else []
+    last = next((line.strip() for line in reversed(lines) if isinstance(line, str) and line.strip()), None)
+    return f"in progress: {last[:120]}" if last else "in progress"
 
 
 def check_status(body: Any, provider: str) -> None:
@@ -262,9 +282,19 @@ async def run(job: Batch, client: ProviderClient) -> AdapterReply:
             lambda body, provider: parse_submit(body, provider, request.path), client, classify_error
         ),
     )
+    said: list[str] = []
+
+    async def status() -> Any:
+        body = await client.get_json(with_logs(submitted.status_url), classify_error)
+        text = progress_text(body)
+        if text and text not in said[-1:] and job.report:  # at most one report a poll, none repeated
+            said.append(text)
+            await job.report(f"{client.profile.id}: {text}")
+        return body
+
     try:
         final = await client.poll(
-            lambda: client.get_json(with_logs(submitted.status_url), classify_error),
+            status,
             is_finished,
             interval=POLL_INTERVAL,
             max_interval=POLL_MAX_INTERVAL,

@@ -3,12 +3,15 @@
 `owner/name:version`), held open with `Prefer: wait` (sync mode, at most 60 s) and bounded by
 `Cancel-After`; a prediction still `starting`/`processing` is polled at its `urls.get` through the HTTP
 layer's `poll`, and cancelled at `urls.cancel` when the wait ends without it (the agent cancelled, the
-deadline passed). Outputs are file URLs (one, or a list), downloaded by the core without the key.
+deadline passed). While it is polled, its status and the newest line of its `logs` are relayed as progress
+(`Batch.report`), at most once a poll and never the same text twice in a row. Outputs are file URLs (one,
+or a list), downloaded by the core without the key.
 
 Owns the wire mapping only. Input field names are per model, so a route says where each thing goes in
 `wire.fields` (role or knob -> the model's field): `images` (`name[]` takes a list, else one image),
-`mask`, `count` (images per prediction), `ratio`, `tier`, `width`/`height`, `custom` (`field=value` sent
-with pixels, e.g. `aspect_ratio=custom`), `jpeg` (how the model spells it; default `jpg`), and any knob.
+`mask`, `count` (images per prediction), `ratio`, `tier`, `width`/`height`, `pixels` (one "WxH" string:
+Recraft's `size`, Ideogram's `resolution`), `custom` (`field=value` sent with pixels, e.g.
+`aspect_ratio=custom`), `jpeg` (how the model spells it; default `jpg`), and any knob.
 
 Sources: replicate.com/docs/topics/predictions/create-a-prediction (sync mode, `Prefer: wait`),
 replicate.com/docs/topics/predictions/lifecycle (statuses),
@@ -23,6 +26,7 @@ stays on its origin); shared/providers/later.md. UNCONFIRMED: the 422 body's `in
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
@@ -53,6 +57,7 @@ __all__ = [
     "is_finished",
     "parse_prediction",
     "parse_result",
+    "progress_text",
     "run",
 ]
 
@@ -68,6 +73,9 @@ CANCEL_GRACE = 10.0
 DEFAULT_JPEG = "jpg"  # FLUX, Nano Banana, Seedream and Ideogram schemas spell it so
 ERRORS = ErrorShape(messages=("detail", "title", "error"), codes=())
 """RFC 7807 problem details (`replicate/exceptions.py`: type, title, status, detail, instance)."""
+
+
+Report = Callable[[str], Awaitable[None]]
 
 
 class _Urls(WireModel):
@@ -100,6 +108,8 @@ def _prefer(timeout: float) -> str:
 def _size_fields(job: Batch, fields: dict[str, str]) -> dict[str, Any]:
     """Pixels where the model takes them (with its `custom` marker), else the ratio and the tier."""
     size, out = job.size, dict[str, Any]()
+    if size.width and size.height and "pixels" in fields:
+        return {fields["pixels"]: f"{size.width}x{size.height}"}
     if size.width and size.height and "width" in fields and "height" in fields:
         out = {fields["width"]: size.width, fields["height"]: size.height}
         if "=" in (custom := fields.get("custom", "")):
@@ -257,12 +267,33 @@ async def _cancel(prediction: Prediction, client: ProviderClient) -> None:
             pass  # already finished, or unreachable: the deadline (Cancel-After) still ends it
 
 
-async def _wait(prediction: Prediction, client: ProviderClient) -> Prediction:
+def progress_text(body: Any) -> str | None:
+    """What a running prediction says: its status and the newest line of its logs (a progress bar)."""
+    status = body.get("status") if isinstance(body, dict) else None
+    if status not in IN_PROGRESS:
+        return None
+    logs = body.get("logs")
+    lines = [line.strip() for line in logs.replace("\r", "\n").splitlines()] if isinstance(logs, str) else []
+    last = next((line for line in reversed(lines) if line), None)
+    return f"{status}: {last[:120]}" if last else str(status)
+
+
+async def _wait(prediction: Prediction, client: ProviderClient, report: Report | None = None) -> Prediction:
     """Poll `urls.get` until the prediction ends; cancel it if the wait ends first, for whatever reason."""
     url = _own(client, prediction.urls.get, f"/predictions/{prediction.id}")
+    said: list[str] = []
+
+    async def fetch() -> Any:
+        body = await client.get_json(url, classify_error)
+        text = progress_text(body)
+        if text and text not in said[-1:] and report:  # at most one report a poll, none repeated
+            said.append(text)
+            await report(f"{client.profile.id}: {text}")
+        return body
+
     try:
         body = await client.poll(
-            lambda: client.get_json(url, classify_error),
+            fetch,
             is_finished,
             interval=POLL_INTERVAL,
             max_interval=POLL_MAX_INTERVAL,
@@ -281,5 +312,5 @@ async def run(job: Batch, client: ProviderClient) -> AdapterReply:
         request.path, request.json, classify_error, request.headers, read=read
     )
     if prediction.status in IN_PROGRESS:
-        prediction = await _wait(prediction, client)
+        prediction = await _wait(prediction, client, job.report)
     return with_warnings(parse_result(prediction, client.profile.id), request)
