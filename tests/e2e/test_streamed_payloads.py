@@ -25,10 +25,10 @@ def noisy() -> Iterator[EmulatorClient]:
         yield running
 
 
-def upstream_image(emulator: EmulatorClient) -> bytes:
+def upstream_image(emulator: EmulatorClient, fmt: str = "png") -> bytes:
     reply = httpx2.post(
         emulator.base_url("openai") + "/images/generations",
-        json={"model": "gpt-image-1", "prompt": "reference", "size": SIZE},
+        json={"model": "gpt-image-1", "prompt": "reference", "size": SIZE, "output_format": fmt},
         headers={"Authorization": f"Bearer {KEYS['OPENAI_API_KEY']}"},
         timeout=60,
     )
@@ -53,3 +53,25 @@ async def test_large_images_are_saved_exactly_and_each_has_its_preview(noisy, tm
     previews = decoded_previews(result)
     assert len(previews) == 3
     assert all(max(picture.size) <= 768 and len(data) <= 64 * 1024 for data, picture in previews)
+
+
+@pytest.mark.parametrize("fmt", ["webp", "jpeg"])
+@pytest.mark.parametrize("provider", ["openai", "local"], ids=["base64-reply", "url-reply"])
+async def test_large_webp_and_jpeg_are_saved_exactly_with_their_previews(noisy, tmp_path, provider, fmt):
+    async with serve(emulator_env(noisy, tmp_path)) as client:
+        result = await client.call_tool(
+            "generate_image",
+            {
+                "model": "gpt-image-1",
+                "provider": provider,
+                "prompt": "grain",
+                "size": SIZE,
+                "output_format": fmt,
+            },
+        )
+    assert not result.is_error, result.content
+    (image,) = metadata(result)["images"]
+    assert image["mime_type"] == f"image/{fmt}" and image["bytes"] > 200 * 1024  # streamed, in many chunks
+    with open(image["path"], "rb") as saved:
+        assert saved.read() == upstream_image(noisy, fmt)
+    assert len(decoded_previews(result)) == 1

@@ -172,7 +172,8 @@ def classify_error(status: int, body: Any, provider: str) -> ImagegateError:
     if effective in STATUS_KINDS:
         kind, text = STATUS_KINDS[effective]
         return kind(text.format(provider=provider), provider=provider, upstream_message=fault.message)
-    error = classify(effective, body, provider, shape=ERRORS, words=WORDS)
+    # A code from the body is passed as one (status_in_code), so no text calls it an HTTP status.
+    error = classify(status, body, provider, shape=ERRORS, words=WORDS, status_in_code=effective != status)
     if effective in RETRY_CODES and type(error) is UpstreamError:
         error.retryable = True  # retried as the doc's sample retries it; never a refusal or a balance error
     return error

@@ -324,7 +324,12 @@ def classify(
         return UpstreamError(
             f"{provider} answered with an error", provider=provider, upstream_message=fault.message
         )
-    return default_error(effective, body, provider, upstream_message=fault.message)
+    error = default_error(effective, body, provider, upstream_message=fault.message)
+    if effective != status:  # a code read from a 200 body: the reply's HTTP status was 200, never it
+        error.message = error.message.replace(
+            f"(HTTP {effective})", f"(code {effective} in an HTTP 200 reply)"
+        )
+    return error
 
 
 # --- Envelopes ---------------------------------------------------------------------------------------
