@@ -31,6 +31,7 @@ from . import codec, intake
 from .addresses import check_result_url
 from .catalog import Route
 from .catalog.sizes import ratio_value
+from .catalog.spec import RATIO
 from .errors import (
     ImagegateError,
     ModelNotFound,
@@ -43,6 +44,7 @@ from .imaging import ImageInfo, NotAnImage, Preview, PreviewPolicy, Source, prob
 from .incoming import Incoming
 from .inputs import InputPolicy, load_inputs
 from .previewing import Previews
+from .pricing import Cost, Pricing
 from .providers import Registry
 from .providers.base import AdapterReply, Artifact, Batch, InputImage
 from .providers.http import CheckUrl, ProviderClient
@@ -97,6 +99,10 @@ class Outcome:
     usage: tuple[Any, ...] = ()
     notes: tuple[str, ...] = ()
     seconds: float = 0.0
+    request_ids: tuple[str, ...] = ()
+    """The upstream's ids of the calls made, where its replies name them."""
+    cost: Cost | None = None
+    """What the price table estimated for the call, and what the upstream reported (pricing.py)."""
 
 
 @dataclass
@@ -123,8 +129,10 @@ class Generator:
         concurrency: int = MAX_CONCURRENT_CALLS,
         inputs: InputPolicy | None = None,
         max_reply_bytes: int | None = None,
+        pricing: Pricing | None = None,
     ):
         self.registry = registry
+        self.pricing = pricing or Pricing()
         self.inputs = inputs or InputPolicy()
         self.max_reply_bytes = max_reply_bytes
         self.store = store
@@ -278,7 +286,9 @@ class Generator:
         usage = batch.reply.usage if batch.reply else None
         try:
             await anyio.to_thread.run_sync(
-                self.store.write_sidecar, saved, _sidecar(request, image, index, usage)
+                self.store.write_sidecar,
+                saved,
+                _sidecar(request, image, index, usage, self._image_cost(request, batch)),
             )
         except (
             StorageError
@@ -315,7 +325,9 @@ class Generator:
             incoming.end(complete=False)
             raise
         incoming.end(complete=True)
-        return await anyio.to_thread.run_sync(self._write_checked, incoming)
+        # The check reads the whole download as bytes in hand: the streaming reader serves the
+        # preview only, so nothing about it can cost an image.
+        return await anyio.to_thread.run_sync(self._write_checked, incoming.buffer)
 
     def _result_check(self, client: ProviderClient) -> CheckUrl:
         """Result URLs obey the input URLs' address rule, except on the provider's own host."""
@@ -326,11 +338,9 @@ class Generator:
 
         return check
 
-    def _write_checked(self, data: bytes | bytearray | Incoming) -> tuple[Path, ImageInfo]:
-        info = _probe(
-            data.reader() if isinstance(data, Incoming) else data
-        )  # refuse what is not an image before it gets a name
-        return self.store.write_bytes(data.buffer if isinstance(data, Incoming) else data), info
+    def _write_checked(self, data: bytes | bytearray) -> tuple[Path, ImageInfo]:
+        info = _probe(data)  # refuse what is not an image before it gets a name
+        return self.store.write_bytes(data), info
 
     def _merge(self, request: ImageRequest, work: list[_BatchRun], seconds: float) -> Outcome:
         saved = tuple(image for batch in work for image in batch.saved)
@@ -368,22 +378,42 @@ class Generator:
             usage=usage,
             notes=notes,
             seconds=seconds,
+            request_ids=tuple(i for b in work if b.reply and (i := b.reply.request_id)),
+            cost=self._call_cost(request, usage),
         )
+
+    def _call_cost(self, request: ImageRequest, usage: tuple[Any, ...]) -> Cost:
+        """The call's estimate (all n images, from the price table) and what its replies reported."""
+        quote = self.pricing.quote(request.route, request.n, request.size, request.knobs)
+        reported = self.pricing.reported(request.route, usage, quote)
+        if reported is not None and quote.currency not in (None, reported[1]):
+            converted = self.pricing.convert(reported[0], reported[1], quote.currency)
+            reported = (converted, quote.currency) if converted is not None else None
+        currency = quote.currency or (reported[1] if reported else None)
+        return Cost(quote.total, currency, reported[0] if reported else None)
+
+    def _image_cost(self, request: ImageRequest, batch: _BatchRun) -> Cost:
+        """One image's share: the table's price of one, and its batch's reported cost split evenly."""
+        reply = batch.reply
+        one = self._call_cost(replace(request, n=1), (reply.usage,) if reply and reply.usage else ())
+        made = len(reply.artifacts) if reply and reply.artifacts else 1
+        return Cost(one.estimated, one.currency, None if one.reported is None else one.reported / made)
 
 
 SHAPE_TOLERANCE = 0.01
 
 
 def _shape_note(request: ImageRequest) -> str | None:
-    """Said when a ratio asked for is made at pixels of a visibly different shape (3:2 as 1216x832)."""
-    size = request.size
-    if not (size.ratio and size.width and size.height):
+    """Said when a ratio asked for is made at pixels of a visibly different shape (3:2 as 1216x832);
+    never when the call gave pixels (the ratio a route lists them under is only their name) or no size."""
+    size, ratio = request.size, request.size_asked
+    if not (ratio and RATIO.match(ratio) and size.width and size.height):
         return None
-    asked, made = float(ratio_value(size.ratio)), size.width / size.height
+    asked, made = float(ratio_value(ratio)), size.width / size.height
     if abs(made - asked) <= SHAPE_TOLERANCE * asked:
         return None
     return (
-        f"size {size.ratio} is made as {size.width}x{size.height} ({made:.2f}:1), the nearest size "
+        f"size {ratio} is made as {size.width}x{size.height} ({made:.2f}:1), the nearest size "
         f"{request.route.where} has for it; give pixels (WxH) for an exact shape"
     )
 
@@ -454,7 +484,7 @@ async def _fetch(client: ProviderClient, url: str, limit: int, address: str | No
     return bytes(buffer)
 
 
-def _sidecar(request: ImageRequest, image: SavedImage, index: int, usage: Any) -> Sidecar:
+def _sidecar(request: ImageRequest, image: SavedImage, index: int, usage: Any, cost: Cost) -> Sidecar:
     route = request.route
     return Sidecar(
         tool=f"{request.tool}_image",
@@ -476,4 +506,5 @@ def _sidecar(request: ImageRequest, image: SavedImage, index: int, usage: Any) -
         revised_prompt=image.revised_prompt,
         seed=image.seed,
         usage=usage,
+        cost=cost.record(),
     )

@@ -20,6 +20,7 @@ from .catalog import Route
 from .catalog.sizes import SizeOption, allowed_text, describe_rule, rule_options, rule_tiers
 from .catalog.spec import CAPABILITIES, Unconfirmable
 from .errors import InvalidRequest, shown
+from .pricing import Pricing
 from .router import Router
 
 __all__ = ["ModelsAnswer", "SizesAnswer", "list_models", "supported_sizes"]
@@ -38,11 +39,17 @@ class ProviderEntry(BaseModel):
     env: str | None
     unconfirmed: SkipJsonSchema[list[str] | None] = None
     """The route's UNCONFIRMED facts beyond its model's ("upstream": the wire id)."""
+    price: SkipJsonSchema[str | None] = None
+    """Price per image, compactly ("$0.011–0.25"; "?": UNCONFIRMED); None: unknown."""
 
     def text(self, configured_mark: str) -> str:
-        """`zhaotou ✓ (UNCONFIRMED: id "seedream-4.0", sizes)`."""
-        facts = [f'id "{self.upstream}"' if f == "upstream" else f for f in self.unconfirmed or ()]
-        return self.id + (configured_mark if self.configured else "") + _unconfirmed(facts)
+        """`zhaotou ✓ ¥0.20? (UNCONFIRMED: id "seedream-4.0", sizes)`."""
+        # A price's own "?" marks it UNCONFIRMED.
+        facts = [
+            f'id "{self.upstream}"' if f == "upstream" else f for f in self.unconfirmed or () if f != "price"
+        ]
+        price = f" {self.price}" if self.price else ""
+        return self.id + (configured_mark if self.configured else "") + price + _unconfirmed(facts)
 
 
 class ModelEntry(BaseModel):
@@ -102,6 +109,8 @@ class SizesAnswer(BaseModel):
     unconfirmed: SkipJsonSchema[dict[str, str] | None] = None
     """Every UNCONFIRMED fact of the route -> why it is believed."""
     notes: SkipJsonSchema[list[str] | None] = None
+    prices: SkipJsonSchema[dict[str, str] | None] = None
+    """Price per image by tier (or by the price table's own keys); None: no known price."""
     _upstream_default_with_references: bool = PrivateAttr(default=False)
     """With references the upstream picks the size though `default` is set (said in the text only)."""
 
@@ -112,6 +121,8 @@ class SizesAnswer(BaseModel):
         lines = [head, f"accepts: {self.accepts}", f"default: {self.default or 'chosen by the upstream'}"]
         if self.resolutions:
             lines.append(f"resolutions: {', '.join(self.resolutions)}")
+        prices = ", ".join(f"{key} {amount}" for key, amount in (self.prices or {}).items())
+        lines.append(f"price per image: {prices or 'unknown'}")
         lines += [f"UNCONFIRMED {fact}: {why}" for fact, why in (self.unconfirmed or {}).items()]
         lines += [f"note: {note}" for note in self.notes or ()]
         lines += [_size_line(s) for s in self.sizes]
@@ -152,7 +163,7 @@ def _model_line(m: ModelEntry) -> str:
 
 def _model_facts(facts: Mapping[Unconfirmable, str]) -> list[str] | None:
     """A model's own UNCONFIRMED facts; an `upstream` one is shown on each provider, with its id."""
-    return [f for f in facts if f != "upstream"] or None
+    return [f for f in facts if f not in ("upstream", "price")] or None  # a price is a route's: its "?"
 
 
 def _route_facts(route: Route, model_facts: Mapping[str, str]) -> list[str] | None:
@@ -161,7 +172,7 @@ def _route_facts(route: Route, model_facts: Mapping[str, str]) -> list[str] | No
     return facts or None
 
 
-def _entry(router: Router, model_id: str, routes: list[Route]) -> ModelEntry:
+def _entry(router: Router, model_id: str, routes: list[Route], pricing: Pricing) -> ModelEntry:
     spec = router.catalog.models[model_id]
     best = next((r for r in routes if router.configured(r.provider)), routes[0])
     reasons: dict[str, str] = {str(fact): why for fact, why in spec.unconfirmed.items()}
@@ -181,19 +192,22 @@ def _entry(router: Router, model_id: str, routes: list[Route]) -> ModelEntry:
                 configured=router.configured(r.provider),
                 env=router.credentials[r.provider].key_env,
                 unconfirmed=_route_facts(r, reasons),
+                price=pricing.listing(r),
             )
             for r in routes
         ],
     )
 
 
-def list_models(router: Router, provider: str | None = None, capability: str | None = None) -> ModelsAnswer:
+def list_models(
+    router: Router, provider: str | None = None, capability: str | None = None, pricing: Pricing | None = None
+) -> ModelsAnswer:
     """Every enabled model (optionally one provider's, or those with a capability)."""
     by_model: dict[str, list[Route]] = {}
     for route in router.routes:
         if provider is None or route.provider == provider:
             by_model.setdefault(route.model, []).append(route)
-    entries = [_entry(router, mid, routes) for mid, routes in by_model.items()]
+    entries = [_entry(router, mid, routes, pricing or Pricing()) for mid, routes in by_model.items()]
     if capability is not None:
         entries = [e for e in entries if capability in e.capabilities]
     entries.sort(key=lambda e: (not e.available, e.id))
@@ -235,7 +249,11 @@ def _route(router: Router, model: str, provider: str | None) -> Route:
 
 
 def supported_sizes(
-    router: Router, model: str, provider: str | None = None, resolution: str | None = None
+    router: Router,
+    model: str,
+    provider: str | None = None,
+    resolution: str | None = None,
+    pricing: Pricing | None = None,
 ) -> SizesAnswer:
     """Every size a route supports (or its rule), its default and its resolution tiers."""
     route = _route(router, model, provider)
@@ -268,6 +286,7 @@ def supported_sizes(
         default_with_references=refs.default if refs and differs else None,
         unconfirmed=dict(route.unconfirmed) or None,
         notes=list(route.notes) or None,
+        prices=(pricing or Pricing()).by_tier(route, [resolution] if resolution else tiers) or None,
     )
     answer._upstream_default_with_references = differs and refs is not None and refs.default is None
     return answer

@@ -13,6 +13,7 @@ from pydantic import BaseModel
 
 from .generation import Outcome, SavedImage
 from .imaging import Preview
+from .pricing import Cost, money
 
 __all__ = ["ImageResult", "metadata", "previews", "summary"]
 
@@ -28,6 +29,14 @@ class ImageEntry(BaseModel):
     seed: int | None = None
 
 
+class CostEntry(BaseModel):
+    """What the call cost: the price table's estimate, and what the upstream reported (None: unknown)."""
+
+    estimated: float | None = None
+    currency: str | None = None
+    reported: float | None = None
+
+
 class ImageResult(BaseModel):
     """The metadata of a generate/edit result: in the text block, and as structuredContent when on."""
 
@@ -37,6 +46,7 @@ class ImageResult(BaseModel):
     images: list[ImageEntry]
     warnings: list[str]
     usage: list[Any] | None = None
+    cost: CostEntry | None = None
     notes: list[str] | None = None
     job: str | None = None
     """Set while the call is still running: the id get_image_job collects it by."""
@@ -65,6 +75,7 @@ def metadata(outcome: Outcome, extra_warnings: Sequence[str] = ()) -> dict[str, 
         images=[_image(i) for i in outcome.images],
         warnings=[*outcome.warnings, *extra_warnings],
         usage=list(outcome.usage) or None,
+        cost=CostEntry(**outcome.cost.record()) if outcome.cost is not None else None,
         notes=list(outcome.notes) or None,
     )
     return result.model_dump(mode="json", exclude_none=True)
@@ -79,8 +90,22 @@ def summary(outcome: Outcome, extra_warnings: Sequence[str] = ()) -> str:
         f"in {outcome.seconds:.1f} s ({outcome.calls} call{'s' if outcome.calls != 1 else ''}):"
     )
     lines = [head, *(f"- {i.path} ({i.width}x{i.height})" for i in outcome.images)]
+    if outcome.cost is not None:
+        lines.append(cost_words(outcome.cost, route.provider))
     lines += [f"warning: {w}" for w in (*outcome.warnings, *extra_warnings)]
     return "\n".join(lines)
+
+
+def cost_words(cost: Cost, provider: str) -> str:
+    """ "cost: about $0.67 by the price table; $0.64 reported by openai" (or that it is unknown)."""
+    said = []
+    if cost.estimated is not None and cost.currency:
+        said.append(f"about {money(cost.estimated, cost.currency, rounded=True)} by the price table")
+    if cost.reported is not None and cost.currency:
+        said.append(f"{money(cost.reported, cost.currency, rounded=True)} reported by {provider}")
+    return "cost: " + (
+        "; ".join(said) if said else f"unknown (no price known for this route, and {provider} reported none)"
+    )
 
 
 def previews(outcome: Outcome) -> tuple[list[Preview], list[str]]:

@@ -54,6 +54,8 @@ class ImageRequest:
     extra: Mapping[str, Any] = field(default_factory=dict)
     images: tuple[str, ...] = ()
     mask: str | None = None
+    size_asked: str | None = None
+    """The size argument as the call gave it (pixels, a ratio, "auto"), None when it gave none."""
 
 
 def _type_ok(value: object, kind: str) -> bool:
@@ -244,6 +246,7 @@ class Validator:
             extra=dict(args.get("extra", {})),
             images=images,
             mask=args.get("mask"),
+            size_asked=args.get("size"),
         )
 
     def _check_prompt(

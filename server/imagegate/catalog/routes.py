@@ -10,7 +10,17 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from .sizes import largest_pixels
-from .spec import Capability, InputLimits, KnobRule, ModelSpec, Offering, ProviderSpec, SizeRule, WireOptions
+from .spec import (
+    Capability,
+    InputLimits,
+    KnobRule,
+    ModelSpec,
+    Offering,
+    Price,
+    ProviderSpec,
+    SizeRule,
+    WireOptions,
+)
 
 __all__ = ["UNSTATED_PIXELS", "Route", "merge_route"]
 
@@ -43,6 +53,8 @@ class Route:
     notes: tuple[str, ...] = field(default=())
     unconfirmed: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     """Fact -> why it is believed, for facts no primary document states (model's, then offering's)."""
+    price: Price | None = None
+    """What images cost here (the offering's, else the model's on its maker's own API); None: unknown."""
 
     @property
     def where(self) -> str:
@@ -89,6 +101,7 @@ def merge_route(
 ) -> Route:
     """Apply one offering's differences to its model's native limits."""
     notes = tuple(n for n in (model.notes, offering.notes) if n)
+    price = _price(model, provider, offering)
     return Route(
         model=model_id,
         provider=provider_id,
@@ -108,7 +121,40 @@ def merge_route(
         prompt_max_length=offering.prompt_max_length or model.prompt_max_length,
         wire=offering.wire,
         notes=notes,
-        unconfirmed=MappingProxyType(
-            {k: v for d in (model.unconfirmed, offering.unconfirmed) for k, v in d.items()}
-        ),
+        unconfirmed=MappingProxyType(_unconfirmed(model, offering, price)),
+        price=price,
     )
+
+
+def _price(model: ModelSpec, provider: ProviderSpec, offering: Offering) -> Price | None:
+    """The offering's own price; else the model's list price, but only on a native provider (its
+    maker's API): a gateway charges its own, which is unknown until its offering states it."""
+    return offering.price or (model.price if provider.kind == "native" else None)
+
+
+def _unconfirmed(model: ModelSpec, offering: Offering, price: Price | None) -> dict[str, str]:
+    """The model's facts, then the offering's; a price mark only for the price the route has. A model's
+    mark on a value the offering replaces is dropped: the route no longer has that value."""
+    replaced = _replaced(offering)
+    facts: dict[str, str] = {
+        k: v
+        for k, v in model.unconfirmed.items()
+        if k not in replaced and (k != "price" or price is model.price)
+    }
+    facts.update((k, v) for k, v in offering.unconfirmed.items() if k != "price" or price is offering.price)
+    if price is None:
+        facts.pop("price", None)
+    return facts
+
+
+def _replaced(offering: Offering) -> set[str]:
+    """The facts an offering states whole in place of its model's, as `merge_route` takes them. Inputs
+    and knobs merge entry by entry, so a model's mark on them may still hold and is kept."""
+    stated = {
+        "sizes": offering.sizes,
+        "max_n": offering.max_n,
+        "per_call": offering.per_call,
+        "output_formats": offering.output_formats,
+        "capabilities": offering.capabilities,
+    }
+    return {fact for fact, value in stated.items() if value}

@@ -91,6 +91,7 @@ class Registry:
                 envelope=spec.envelope,
                 trusted_suffixes=tuple(spec.trusted_hosts),
                 base_url_from=creds.base_url_from,
+                idempotency_header=spec.idempotency_header,
             )
             self._clients[provider] = ProviderClient(
                 profile,

@@ -19,6 +19,7 @@ import email.utils
 import logging
 import random
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, overload
@@ -37,6 +38,8 @@ log = logging.getLogger("imagegate.http")
 T = TypeVar("T")
 
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
+SAFE_METHODS = frozenset({"GET", "HEAD"})
+"""Requests that cost nothing twice (polls, downloads): retried after any connection failure."""
 MAX_RETRY_AFTER = 60.0
 BACKOFF_BASE = 0.5
 BACKOFF_CAP = 8.0
@@ -80,6 +83,8 @@ class ProviderProfile:
     trusted_suffixes: tuple[str, ...] = ()
     base_url_from: str | None = None
     """The variable (or config entry) that set the base URL, for hints when a path is not found."""
+    idempotency_header: str | None = None
+    """Where the provider reads an idempotency key (the catalog's `idempotency_header`)."""
 
     def auth_headers(self) -> dict[str, str]:
         if self.key is None or self.auth == "none":
@@ -343,14 +348,18 @@ class ProviderClient:
 
         An error is classified first, then retried on its `retryable` flag and Retry-After (header,
         or the classifier's hint from the body), with jittered backoff, up to `max_retries` times.
-        Connection failures are retried; a read timeout never is (the upstream may be generating,
-        and billing, already), nor anything the classifier did not mark retryable.
+        Never paying twice: a connection that failed before the request went out is retried; one
+        that broke after it was sent is retried only for GET (a POST may be generating, and billing,
+        already), and a read timeout never is; nor anything the classifier did not mark retryable.
+        Where the provider takes an idempotency key, one key goes with the request and its retries.
         """
         url = self.url(path)
         send_headers = {
             **(self.profile.auth_headers() if self.profile.trusts(url) else {}),
             **(headers or {}),
         }
+        if self.profile.idempotency_header and method not in SAFE_METHODS:
+            send_headers.setdefault(self.profile.idempotency_header, f"imagegate-{uuid.uuid4().hex}")
         for attempt in range(self.max_retries + 1):
             wait: float | None = (
                 None  # the reply's Retry-After; a hint in its body is for the agent's message
@@ -400,7 +409,9 @@ class ProviderClient:
             raise error from None
         except httpx2.TransportError as e:
             message = f"could not reach {provider} at {_host(url)} ({type(e).__name__})"
-            raise UpstreamError(message, provider=provider, retryable=True) from None
+            # Not connected: nothing was sent. Sent (a dropped reply): a POST may have been billed.
+            unsent = isinstance(e, httpx2.ConnectError) or method in SAFE_METHODS
+            raise UpstreamError(message, provider=provider, retryable=unsent) from None
         except (httpx2.HTTPError, httpx2.InvalidURL) as e:  # an undecodable body (DecodingError), a bad URL
             raise UpstreamError(
                 f"sent a reply that cannot be read ({type(e).__name__})", provider=provider
