@@ -13,6 +13,7 @@ import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
@@ -21,15 +22,19 @@ import mcp_types as types
 from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel import Server
 from mcp.shared.exceptions import MCPError
-from pydantic import BaseModel
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS, is_version_at_least
+from pydantic import BaseModel, Field
 
 from . import __version__, codec, gallery
 from .errors import ImagegateError, InvalidRequest, shown
 from .generation import Outcome
-from .jobs import Job
+from .jobs import KEEP_SECONDS, Render
 from .listing import ModelsAnswer, SizesAnswer
+from .pricing import ConfirmationNeeded
 from .results import ImageResult, metadata, previews, summary
 from .service import Service, build_service
+from .spend import Admission
+from .team.tasks import TaskRecord
 
 __all__ = ["TOOL_DESCRIPTIONS", "create_server"]
 
@@ -37,6 +42,11 @@ log = logging.getLogger("imagegate")
 READ_ONLY_TOOLS = ("list_models", "get_supported_sizes", "get_image_job")
 ERROR_META = "io.imagegate/error"
 METADATA_FRAGMENT = "#metadata"
+TASKS = "io.modelcontextprotocol/tasks"
+"""The tasks extension (2026-07-28, SEP-2663): a client declaring it gets image calls as tasks."""
+POLL_INTERVAL_MS = 1000
+USER_SCOPE = "imagegate.user"
+"""The ASGI scope key the HTTP transport puts the caller's user name under (never the token)."""
 
 TOOL_DESCRIPTIONS = {
     "generate_image": (
@@ -44,7 +54,7 @@ TOOL_DESCRIPTIONS = {
         "each is saved, and returned as a preview with its path."
     ),
     "edit_image": (
-        "Edit or combine images with a prompt and optional mask; "
+        "Edit or combine images with a prompt and optional mask (no prompt: variations, where offered); "
         "checks, saving and results as generate_image."
     ),
     "list_models": (
@@ -150,7 +160,7 @@ def _answer(answer: ModelsAnswer | SizesAnswer) -> types.CallToolResult:
     )
 
 
-def _image_result(service: Service, outcome: Outcome) -> types.CallToolResult:
+def _image_result(service: Service, outcome: Outcome, user: str | None = None) -> types.CallToolResult:
     """Text (summary + the metadata as compact JSON), one preview per image, a link per file."""
     settings = service.settings
     shown, notes = previews(outcome)
@@ -162,7 +172,8 @@ def _image_result(service: Service, outcome: Outcome) -> types.CallToolResult:
     ]
     if settings.resource_links:
         # imagegate:// so clients that cannot open local paths can read the file; file:// for a fallback save.
-        uris = [gallery.image_uri(settings.output_dir, i.path) or i.path.as_uri() for i in outcome.images]
+        root = service.output_root(user)
+        uris = [gallery.image_uri(root, i.path) or i.path.as_uri() for i in outcome.images]
         content += [
             types.ResourceLink(
                 type="resource_link", uri=uri, name=i.path.name, mime_type=i.mime, size=i.bytes
@@ -213,43 +224,184 @@ def _client(ctx: ServerRequestContext[Service]) -> str | None:
     return params.client_info.name if params is not None else None
 
 
-async def _job_answer(
-    service: Service, job: Job, finished: bool, budget: float | None
-) -> types.CallToolResult:
+def _job_answer(service: Service, record: TaskRecord, budget: float | None) -> types.CallToolResult:
     """The job's result once it has ended; until then, its id and how to collect it."""
-    if not finished:
+    folder = service.output_root(record.user)
+    if record.status == "working":
         waited = f" after {budget:g} s" if budget else ""
         pending = _text(
-            f"Still working{waited} ({job.progress}). Nothing is lost: the call goes on and saves "
+            f"Still working{waited} ({record.message}). Nothing is lost: the call goes on and saves "
             "every image "
-            f'under {service.settings.output_dir}. Collect it with get_image_job {{"job": "{job.id}"}}.'
+            f'under {folder}. Collect it with get_image_job {{"job": "{record.id}"}}.'
         )
         if service.settings.structured_output:  # a declared output schema wants structured content
-            pending.structured_content = {"job": job.id, "images": [], "warnings": [], "calls": 0}
+            pending.structured_content = {"job": record.id, "images": [], "warnings": [], "calls": 0}
         return pending
-    if job.error is not None:
-        raise job.error
-    if job.outcome is None:
-        return _text(
-            f"job {job.id} was cancelled; images it had received are saved under "
-            f"{service.settings.output_dir}",
-            is_error=True,
-        )
-    return _image_result(service, job.outcome)
+    if record.status == "completed" and record.result is not None:
+        return types.CallToolResult.model_validate(record.result)
+    if record.status == "failed" and record.error is not None:
+        return _text(f"job {record.id} failed: {record.error.get('message')}", is_error=True)
+    cancelled = f"job {record.id} was cancelled; images it had received are saved under {folder}"
+    return _text(cancelled, is_error=True)
+
+
+def _wants_task(ctx: ServerRequestContext[Service]) -> bool:
+    """Whether this request may be answered with a task: a 2026-07-28 request whose own capabilities
+    declare the tasks extension (the spec forbids a task to any other)."""
+    if ctx.protocol_version not in MODERN_PROTOCOL_VERSIONS:
+        return False
+    declared = (ctx.meta or {}).get(types.CLIENT_CAPABILITIES_META_KEY)
+    extensions = declared.get("extensions") if isinstance(declared, dict) else None
+    return isinstance(extensions, dict) and TASKS in extensions
+
+
+def _caller(ctx: ServerRequestContext[Service]) -> str | None:
+    """The user whose token the HTTP request carried (transports.py puts it in the ASGI scope); None
+    over stdio, in memory and for the single shared token."""
+    scope = getattr(ctx.request, "scope", None)
+    user = scope.get(USER_SCOPE) if isinstance(scope, dict) else None
+    return user if isinstance(user, str) else None
+
+
+CONFIRM_KEY = "imagegate_confirm"
+CONFIRM_FORM: dict[str, Any] = {
+    "type": "object",
+    "properties": {"go_ahead": {"type": "boolean", "title": "Go ahead", "default": True}},
+    "required": ["go_ahead"],
+}
+ANSWERED = {"accept": "declined", "decline": "declined", "cancel": "cancelled"}
+"""How a confirmation that does not go ahead was answered ("accept" here: accepted with go_ahead false)."""
+INPUT_REQUIRED_SINCE = "2026-07-28"
+"""From this protocol version a tool asks the user through an input-required result (SEP-2322), not
+a server-to-client elicitation request (mcp/server/mcpserver/resolve.py does the same)."""
+
+
+USAGE_URI = "imagegate://usage/today"
+USAGE_RESOURCE = types.Resource(
+    uri=USAGE_URI,
+    name="usage-today",
+    title="Spend today",
+    mime_type="application/json",
+    description="Today's image calls and what they cost (USD), by provider and model, from the ledger.",
+)
+
+
+def _usage_listed(service: Service) -> list[types.Resource]:
+    """The usage resource, listed once the ledger has anything in it."""
+    ledger = service.spend.ledger
+    return [USAGE_RESOURCE] if ledger is not None and ledger.path.exists() else []
+
+
+async def _usage_contents(service: Service, user: str | None) -> types.ReadResourceResult:
+    """Today's spend as JSON, with the budgets that apply (the same report as `imagegate usage --json`)."""
+    report = await service.spend.usage(None, user)
+    if report is None:
+        raise MCPError(types.INVALID_PARAMS, "no ledger: IMAGEGATE_LEDGER is off")
+    budgets = service.spend.budgets
+    record = report.record() | {
+        "budgets": {"daily": budgets.daily, "call": budgets.call, "confirm_above": budgets.confirm_above},
+        "left_today": None if budgets.daily is None else round(max(0.0, budgets.daily - report.total), 6),
+    }
+    text = json.dumps(record, ensure_ascii=False, indent=2)
+    return types.ReadResourceResult(
+        contents=[types.TextResourceContents(uri=USAGE_URI, mime_type="application/json", text=text)]
+    )
+
+
+ReadResource = Callable[
+    [ServerRequestContext[Service], types.ReadResourceRequestParams], Awaitable[types.ReadResourceResult]
+]
+
+
+def _usage_first(read: ReadResource) -> ReadResource:
+    """resources/read that answers imagegate://usage/today itself and hands any other URI to `read`."""
+
+    async def read_resource(
+        ctx: ServerRequestContext[Service], params: types.ReadResourceRequestParams
+    ) -> types.ReadResourceResult:
+        if params.uri == USAGE_URI:
+            return await _usage_contents(ctx.lifespan_context, _caller(ctx))
+        return await read(ctx, params)
+
+    return read_resource
+
+
+def _elicits(ctx: ServerRequestContext[Service]) -> bool:
+    """Whether the client declared form elicitation (a bare `elicitation: {}` counts as form)."""
+    caps = ctx.session.client_capabilities
+    declared = caps.elicitation if caps is not None else None
+    return declared is not None and (declared.form is not None or declared.url is None)
+
+
+def _input_required_era(ctx: ServerRequestContext[Service]) -> bool:
+    version = ctx.protocol_version
+    return version is not None and is_version_at_least(version, INPUT_REQUIRED_SINCE)
+
+
+def _declined(text: str) -> types.CallToolResult:
+    result = _text(text, is_error=True)
+    result.meta = {ERROR_META: {"kind": "confirmation_declined"}}
+    return result
+
+
+async def _admit(
+    ctx: ServerRequestContext[Service], name: str, arguments: dict[str, Any] | None
+) -> Admission | types.CallToolResult | dict[str, Any]:
+    """The spend gate, before anything is sent. A call above the confirmation threshold asks the user
+    with a form where the client declared elicitation: as an input-required result (2026-07-28 on;
+    the retry carries the answer and, as its request state, the call's one-time token) or as an
+    elicitation request (earlier versions, waiting IMAGEGATE_CONFIRM_TIMEOUT). Declined, cancelled or
+    unanswered: nothing is sent. Without elicitation, the refusal carries the token for `confirm`."""
+    service, user = ctx.lifespan_context, _caller(ctx)
+    raw = ctx.params or {}
+    state, answers = raw.get("requestState"), raw.get("inputResponses")
+    if isinstance(state, str) and isinstance(answers, dict) and CONFIRM_KEY in answers:
+        answer = types.ElicitResult.model_validate(answers[CONFIRM_KEY])
+        if answer.action != "accept" or not (answer.content or {}).get("go_ahead", True):
+            return _declined(await service.decline(name, arguments, ANSWERED[answer.action], user))
+        arguments = {**(arguments or {}), "confirm": state}
+    try:
+        return await service.admit(name, arguments, user)
+    except ConfirmationNeeded as needed:
+        if not _elicits(ctx):
+            raise
+        if _input_required_era(ctx):
+            form = types.ElicitRequestFormParams(message=needed.question, requested_schema=CONFIRM_FORM)
+            asked = types.InputRequiredResult(
+                input_requests={CONFIRM_KEY: types.ElicitRequest(params=form)}, request_state=needed.token
+            )
+            return asked.model_dump(mode="json", by_alias=True, exclude_none=True)
+        timeout = service.settings.confirm_timeout
+        reply: types.ElicitResult | None = None
+        with anyio.move_on_after(timeout):
+            reply = await ctx.session.elicit_form(
+                needed.question, CONFIRM_FORM, related_request_id=ctx.request_id
+            )
+        if reply is None or reply.action != "accept" or not (reply.content or {}).get("go_ahead", True):
+            why = f"not answered within {timeout:g} s" if reply is None else ANSWERED[reply.action]
+            return _declined(await service.decline(name, arguments, why, user))
+        return await service.admit(name, {**(arguments or {}), "confirm": needed.token}, user)
 
 
 async def _run_image_tool(
     ctx: ServerRequestContext[Service], name: str, arguments: dict[str, Any] | None
-) -> types.CallToolResult:
-    """Validate at once; run the call as a job; wait for it up to this client's budget."""
+) -> types.CallToolResult | dict[str, Any]:
+    """Validate at once; run the call as a job; hand a task to a client that takes tasks, else wait
+    for it up to this client's budget."""
     service = ctx.lifespan_context
-    report, live = _progress(ctx), [True]
+    report, live = _progress(ctx), [not _wants_task(ctx)]  # no progress notifications on tasks (spec)
 
     async def progress(message: str) -> None:
         if live[0]:  # a token is void once the call has answered
             await report(message)
 
-    job = service.start_image_tool(name, arguments, progress)
+    admitted = await _admit(ctx, name, arguments)
+    if not isinstance(admitted, Admission):  # asked, declined: nothing was sent
+        return admitted
+    job = service.start_image_tool(name, arguments, progress, _caller(ctx), admission=admitted)
+    if not live[0]:
+        await job.stored.wait()  # durable before its id is handed out: any worker finds it from now on
+        return _task(await service.jobs.get(job.id, job.user), "task")
     budget = service.settings.wait_budget_for(_client(ctx))
     try:
         finished = await service.jobs.wait(job, budget)
@@ -258,7 +410,9 @@ async def _run_image_tool(
         raise
     finally:
         live[0] = False
-    return await _job_answer(service, job, finished, budget)
+    if finished and job.record is not None:
+        return _job_answer(service, job.record, budget)
+    return _job_answer(service, await service.jobs.get(job.id, job.user), budget)
 
 
 async def _collect_job(
@@ -266,15 +420,87 @@ async def _collect_job(
 ) -> types.CallToolResult:
     service = ctx.lifespan_context
     job_id, wait = service.job_arguments(arguments)
-    job = service.jobs.get(job_id)
     budget = service.settings.wait_budget_for(_client(ctx))
     limit = min(x for x in (wait, budget) if x is not None) if (wait, budget) != (None, None) else None
-    return await _job_answer(service, job, await service.jobs.wait(job, limit), limit)
+    return _job_answer(service, await service.jobs.collect(job_id, _caller(ctx), limit), limit)
+
+
+def _iso(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _task(record: TaskRecord, result_type: str = "complete") -> dict[str, Any]:
+    """A task as the tasks extension shows it: a `CreateTaskResult` (resultType "task"), or a
+    `tasks/get` answer with the result or error of a task that has ended."""
+    task: dict[str, Any] = {
+        "resultType": result_type,
+        "taskId": record.id,
+        "status": record.status,
+        "statusMessage": record.message,
+        "createdAt": _iso(record.created),
+        "lastUpdatedAt": _iso(record.updated),
+        "ttlMs": int(KEEP_SECONDS * 1000),
+        "pollIntervalMs": POLL_INTERVAL_MS,
+    }
+    if result_type == "task":
+        return task
+    if record.status == "completed" and record.result is not None:
+        task["result"] = record.result
+    elif record.status == "failed" and record.error is not None:
+        task["error"] = record.error
+    return task
+
+
+class TaskParams(types.RequestParams):
+    """`tasks/get` and `tasks/cancel` params: the task's id."""
+
+    task_id: str = Field(alias="taskId")
+
+
+class UpdateTaskParams(TaskParams):
+    """`tasks/update` params; imagegate never asks for input, so the responses are acknowledged only."""
+
+    input_responses: dict[str, Any] = Field(default_factory=dict, alias="inputResponses")
+
+
+def _require_tasks(ctx: ServerRequestContext[Service]) -> None:
+    if not _wants_task(ctx):
+        data = types.MissingRequiredClientCapabilityErrorData(
+            required_capabilities=types.ClientCapabilities(extensions={TASKS: {}})
+        )
+        raise MCPError(
+            types.MISSING_REQUIRED_CLIENT_CAPABILITY,
+            f"declare the {TASKS} extension in this request's client capabilities",
+            data.model_dump(by_alias=True, mode="json", exclude_none=True),
+        )
+
+
+async def _found(ctx: ServerRequestContext[Service], task_id: str) -> TaskRecord:
+    _require_tasks(ctx)
+    try:
+        return await ctx.lifespan_context.jobs.get(task_id, _caller(ctx))
+    except ImagegateError:
+        raise MCPError(types.INVALID_PARAMS, "Failed to retrieve task: Task not found") from None
+
+
+async def get_task(ctx: ServerRequestContext[Service], params: TaskParams) -> dict[str, Any]:
+    return _task(await _found(ctx, params.task_id))
+
+
+async def update_task(ctx: ServerRequestContext[Service], params: UpdateTaskParams) -> dict[str, Any]:
+    await _found(ctx, params.task_id)
+    return {}
+
+
+async def cancel_task(ctx: ServerRequestContext[Service], params: TaskParams) -> dict[str, Any]:
+    record = await _found(ctx, params.task_id)
+    await ctx.lifespan_context.jobs.cancel(record.id, record.user)
+    return {}
 
 
 async def _dispatch(
     ctx: ServerRequestContext[Service], name: str, arguments: dict[str, Any] | None
-) -> types.CallToolResult:
+) -> types.CallToolResult | dict[str, Any]:
     service = ctx.lifespan_context
     if name == "list_models":
         return _answer(service.list_models(arguments))
@@ -303,7 +529,7 @@ def create_server(service_factory: Callable[[], Service] = build_service) -> Ser
         service = service_factory()
         try:
             async with anyio.create_task_group() as jobs:  # image calls can outlive their requests
-                service.jobs.attach(jobs)
+                service.jobs.attach(jobs, _renderer(service))
                 yield service
                 jobs.cancel_scope.cancel()
         finally:
@@ -316,7 +542,7 @@ def create_server(service_factory: Callable[[], Service] = build_service) -> Ser
 
     async def call_tool(
         ctx: ServerRequestContext[Service], params: types.CallToolRequestParams
-    ) -> types.CallToolResult:
+    ) -> types.CallToolResult | dict[str, Any]:
         if params.name not in TOOL_DESCRIPTIONS:
             offered = ", ".join(
                 t.name for t in _tools(ctx.lifespan_context, _client(ctx))
@@ -335,8 +561,10 @@ def create_server(service_factory: Callable[[], Service] = build_service) -> Ser
     async def list_resources(
         ctx: ServerRequestContext[Service], _: types.PaginatedRequestParams | None
     ) -> types.ListResourcesResult:
-        images = await anyio.to_thread.run_sync(gallery.list_images, ctx.lifespan_context.settings.output_dir)
-        return types.ListResourcesResult(resources=[_resource(i) for i in images])
+        root = ctx.lifespan_context.output_root(_caller(ctx))  # only the caller's own images
+        images = await anyio.to_thread.run_sync(gallery.list_images, root)
+        usage = _usage_listed(ctx.lifespan_context)
+        return types.ListResourcesResult(resources=[*usage, *(_resource(i) for i in images)])
 
     async def list_resource_templates(
         ctx: ServerRequestContext[Service], _: types.PaginatedRequestParams | None
@@ -355,7 +583,7 @@ def create_server(service_factory: Callable[[], Service] = build_service) -> Ser
     async def read_resource(
         ctx: ServerRequestContext[Service], params: types.ReadResourceRequestParams
     ) -> types.ReadResourceResult:
-        read = partial(gallery.read_image, ctx.lifespan_context.settings.output_dir, params.uri)
+        read = partial(gallery.read_image, ctx.lifespan_context.output_root(_caller(ctx)), params.uri)
         try:
             image, data = await anyio.to_thread.run_sync(read)
         except ImagegateError as e:
@@ -368,7 +596,7 @@ def create_server(service_factory: Callable[[], Service] = build_service) -> Ser
             ) from None
         return _resource_contents(image, data)
 
-    return Server(
+    server = Server(
         "imagegate",
         version=__version__,
         title="imagegate",
@@ -376,8 +604,27 @@ def create_server(service_factory: Callable[[], Service] = build_service) -> Ser
         instructions=INSTRUCTIONS,
         lifespan=lifespan,
         on_list_tools=list_tools,
-        on_call_tool=call_tool,
         on_list_resources=list_resources,
         on_list_resource_templates=list_resource_templates,
-        on_read_resource=read_resource,
+        on_read_resource=_usage_first(read_resource),
+    )
+    # tools/call may answer with a task (a plain mapping, resultType "task"), so it is registered
+    # through the generic seam; the tasks extension's three methods beside it.
+    server.add_request_handler("tools/call", types.CallToolRequestParams, call_tool)
+    server.add_request_handler("tasks/get", TaskParams, get_task)
+    server.add_request_handler("tasks/update", UpdateTaskParams, update_task)
+    server.add_request_handler("tasks/cancel", TaskParams, cancel_task)
+    server.extensions[TASKS] = {}
+    return server
+
+
+def _renderer(service: Service) -> Render:
+    """How a job's end is kept: the tool result the call would have answered with, as its wire form."""
+
+    def dump(result: types.CallToolResult) -> dict[str, Any]:
+        return result.model_dump(by_alias=True, mode="json", exclude_none=True)
+
+    return Render(
+        outcome=lambda outcome, user: dump(_image_result(service, outcome, user)),
+        error=lambda error, user: dump(_error_result(error)),
     )

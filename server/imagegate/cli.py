@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
+from .catalog.spec import CAPABILITIES
 from .errors import ConfigError, ImagegateError, InvalidRequest
 from .listing import ModelsAnswer, SizesAnswer
 from .service import Service, build_service
@@ -33,6 +34,13 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="HTTP worker processes sharing the port (with IMAGEGATE_REDIS_URL they share tasks and limits)",
+    )
+    serve.add_argument(
         "--allow-host",
         action="append",
         default=[],
@@ -41,7 +49,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     models = sub.add_parser("models", help="list models and who serves them")
     models.add_argument("--provider")
-    models.add_argument("--capability", choices=["generate", "edit", "multi_reference", "mask"])
+    models.add_argument("--capability", choices=CAPABILITIES)
     models.add_argument("--json", action="store_true", help="print JSON for scripts")
     models.add_argument(
         "--import",
@@ -83,10 +91,18 @@ def _parser() -> argparse.ArgumentParser:
             help="a knob such as quality=high or seed=7",
         )
         cmd.add_argument("--json", action="store_true", help="print the result metadata as JSON")
+        cmd.add_argument(
+            "--confirm", metavar="TOKEN", help="the token a refusal above the spend threshold gave"
+        )
+    usage = sub.add_parser("usage", help="what image calls cost today and this month, from the ledger")
+    usage.add_argument("--since", metavar="YYYY-MM-DD", help="one report from this day on, instead")
+    usage.add_argument("--json", action="store_true", help="print JSON for scripts")
     doctor = sub.add_parser("doctor", help="which providers are configured and reachable, where files go")
     doctor.add_argument("--json", action="store_true", help="print JSON for scripts")
     doctor.add_argument("--offline", action="store_true", help="skip the reachability checks")
     doctor.add_argument("--timeout", type=float, default=5.0, help="seconds per check (default 5)")
+    hashing = sub.add_parser("hash-token", help="read a token, print its [users.NAME] config entry")
+    hashing.add_argument("name", help="the user's name (also their output subfolder)")
     bundle = sub.add_parser("bundle", help="build the .mcpb bundle for Claude Desktop from a checkout")
     bundle.add_argument("-o", "--output", help="bundle path (default: ./NAME-VERSION.mcpb)")
     bundle.add_argument("--source", help="checkout to pack (default: the one imagegate runs from, else .)")
@@ -140,6 +156,8 @@ def _image_arguments(args: argparse.Namespace) -> dict[str, Any]:
     }
     if args.command == "edit":
         arguments |= {"images": args.images, "mask": args.mask}
+    if args.confirm:
+        arguments["confirm"] = args.confirm
     return arguments | _options(args.option)
 
 
@@ -249,11 +267,36 @@ async def _import(service: Service, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+async def _usage(service: Service, args: argparse.Namespace) -> int:
+    """Today's and this month's spend by provider and model (or one report since --since)."""
+    from datetime import date
+
+    ledger = service.spend.ledger
+    if ledger is None:
+        raise ConfigError("no ledger: IMAGEGATE_LEDGER is off")
+    today = ledger.now().date()
+    try:
+        starts = [date.fromisoformat(args.since)] if args.since else [today, today.replace(day=1)]
+    except ValueError:
+        raise InvalidRequest(
+            "--since", args.since, "YYYY-MM-DD", f"--since {args.since!r} is not a date like 2026-12-01"
+        ) from None
+    reports = [r for start in starts if (r := await service.spend.usage(start)) is not None]
+    if args.json:
+        print(
+            json.dumps([r.record() for r in reports] if len(reports) > 1 else reports[0].record(), indent=2)
+        )
+    else:
+        print("\n\n".join(r.text() for r in reports) + f"\n(ledger: {ledger.path})")
+    return EXIT_OK
+
+
 def _run(service: Service, args: argparse.Namespace) -> int:
-    if args.command in ("generate", "edit", "doctor"):
+    if args.command in ("generate", "edit", "doctor", "usage"):
         import anyio
 
-        return anyio.run(_doctor if args.command == "doctor" else _image_command, service, args)
+        run = {"doctor": _doctor, "usage": _usage}.get(args.command, _image_command)
+        return anyio.run(run, service, args)
     if args.command == "models" and args.import_source:
         import anyio
 
@@ -278,7 +321,7 @@ def _serve(service: Service, args: argparse.Namespace) -> int:
 
     if getattr(args, "transport", "stdio") == "http":
         _greet(sys.stderr.isatty(), f"serving MCP over HTTP at http://{_netloc(args.host, args.port)}/mcp")
-        serve_http(service, args.host, args.port, args.allow_host)
+        serve_http(service, args.host, args.port, args.allow_host, workers=max(1, args.workers))
     else:
         # A person who ran it in a terminal sees why nothing happens; a client's pipe gets nothing.
         _greet(
@@ -295,6 +338,24 @@ def _greet(on_a_terminal: bool, what: str) -> None:
 
 def _netloc(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _hash_token(args: argparse.Namespace) -> int:
+    """Read a token (stdin, never an argument: arguments show in `ps` and shell history) and print the
+    config lines that let its holder in as `name`; the token itself is not printed."""
+    import getpass
+
+    from .team.users import MIN_TOKEN_CHARS, USER_NAME, hash_token
+
+    if not USER_NAME.fullmatch(args.name):
+        print("imagegate: a user name is a letter then letters, digits, _ or - (at most 64)", file=sys.stderr)
+        return EXIT_REFUSED
+    token = getpass.getpass("token: ") if sys.stdin.isatty() else sys.stdin.readline().strip()
+    if len(token) < MIN_TOKEN_CHARS:
+        print(f"imagegate: use a token of at least {MIN_TOKEN_CHARS} characters", file=sys.stderr)
+        return EXIT_REFUSED
+    print(f'[users.{args.name}]\ntoken = "{hash_token(token)}"')
+    return EXIT_OK
 
 
 def _bundle(args: argparse.Namespace) -> int:
@@ -325,6 +386,8 @@ def _main(argv: Sequence[str] | None) -> int:
         stream=sys.stderr, level=logging.WARNING, format="imagegate %(levelname)s %(message)s"
     )
     args = _parser().parse_args(argv)
+    if args.command == "hash-token":  # reads a token; needs no settings
+        return _hash_token(args)
     if args.command == "bundle":  # packs files; needs no settings
         return _bundle(args)
     try:

@@ -19,7 +19,9 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints,
 from . import codec
 from .catalog import Catalog, CatalogAdditions, ModelSpec, Offering, ProviderSpec
 from .catalog.loader import shipped_provider_ids, validation_message
+from .catalog.spec import Price, Throttle
 from .errors import ConfigError
+from .team.users import Users
 
 __all__ = [
     "CLIENT_WAIT_BUDGETS",
@@ -37,7 +39,10 @@ DEFAULT_TIMEOUT = 300.0
 DEFAULT_MAX_RETRIES = 3
 DEFAULT_PREVIEW_MAX_EDGE = 768
 DEFAULT_PREVIEW_MAX_BYTES = 64 * 1024
+DEFAULT_CONFIRM_TIMEOUT = 120.0
+LEDGER_FILE = "ledger.sqlite3"
 CONFIG_ENV = "IMAGEGATE_CONFIG"
+MIN_STATE_KEY_BYTES = 32
 N = TypeVar("N", int, float)
 WireId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
 T = TypeVar("T")
@@ -96,6 +101,30 @@ class UserProvider(_File):
     UNCONFIRMED mark): `[providers.zhaotou.upstream]` `"seedream-4.0" = "doubao-seedream-4-0-250828"`."""
     workflows: dict[Literal["generate", "edit", "inpaint"], WorkflowFile] = {}
     """ComfyUI only: your own API-format workflow per role, replacing the shipped one (local.py)."""
+    limits: Throttle | None = None
+    """A new provider's own limit (`limits = { concurrent = 8, per_minute = 60 }`), held across workers."""
+    prices: dict[str, Price] = {}
+    """Model id (or alias) -> this provider's price for it, replacing the catalog's (and its UNCONFIRMED
+    mark): `[providers.zhaotou.prices."seedream-4.0"]` `currency = "CNY"` `per_image = 0.2` `source = "…"`."""
+
+
+class SpendConfig(_File):
+    """`[spend]`: budgets in USD, the confirmation threshold, unknown prices, the CNY rate, the ledger."""
+
+    daily_budget: float | None = Field(default=None, ge=0)
+    call_budget: float | None = Field(default=None, ge=0)
+    confirm_above: float | None = Field(default=None, ge=0)
+    unknown_price: Literal["allow", "refuse"] | None = None
+    cny_per_usd: float | None = Field(default=None, gt=0)
+    ledger: str | None = None
+    confirm_timeout: float | None = Field(default=None, gt=0)
+
+
+class UserEntry(_File):
+    """`[users.alice]` `token = "sha256:<hex>"`: a user of a shared HTTP server, by the hash of their
+    token (`imagegate hash-token` makes it; the token itself is never written down)."""
+
+    token: str
 
 
 class ConfigFile(_File):
@@ -115,8 +144,12 @@ class ConfigFile(_File):
     max_reply_mb: float | None = Field(default=None, ge=1)
     wait_budget: float | None = None
     preview: PreviewConfig = PreviewConfig()
+    spend: SpendConfig = SpendConfig()
     models: dict[str, ModelSpec] = {}
     providers: dict[str, UserProvider] = {}
+    users: dict[str, UserEntry] = {}
+    deployment: str | None = None
+    task_lease: float | None = Field(default=None, gt=0)
 
 
 @dataclass(frozen=True)
@@ -167,6 +200,20 @@ class Settings:
     http_token: SecretStr | None = None
     """IMAGEGATE_HTTP_TOKEN: the bearer token the HTTP transport requires (environment only:
     no secret in files)."""
+    users: Users = field(default_factory=Users)
+    """The config file's `[users]` (token hashes) and the shared token: who may call over HTTP."""
+    redis_url: SecretStr | None = None
+    """IMAGEGATE_REDIS_URL (environment only: it may hold a password): the Redis every worker of a
+    deployment shares tasks and upstream limits through; None: this process alone."""
+    deployment: str = "imagegate"
+    """IMAGEGATE_DEPLOYMENT (or `deployment`): the name every worker of one deployment shares: its
+    Redis key prefix and the audience of its request state."""
+    state_key: SecretStr | None = None
+    """IMAGEGATE_STATE_KEY (environment only): the key request state is sealed with, the same on every
+    worker; None: a key of this process's own."""
+    task_lease: float = 15.0
+    """IMAGEGATE_TASK_LEASE (or `task_lease`): seconds a task or an upstream slot outlives its worker's
+    last heartbeat before it is failed or given back."""
     config_path: Path | None = None
     additions: CatalogAdditions = field(default_factory=lambda: CatalogAdditions(source="(none)"))
     env: Mapping[str, str] = field(default_factory=dict, repr=False)
@@ -176,6 +223,20 @@ class Settings:
     (IMAGEGATE_NO_LOCAL_PROBE=1: no)."""
     local_found: frozenset[str] = frozenset()
     """Local servers that answered at start-up (local.py fills it in)."""
+    daily_budget: float | None = None
+    """IMAGEGATE_DAILY_BUDGET (or spend.daily_budget): USD a day's calls may cost, per the ledger."""
+    call_budget: float | None = None
+    """IMAGEGATE_CALL_BUDGET (or spend.call_budget): USD one call may cost."""
+    confirm_above: float | None = None
+    """IMAGEGATE_CONFIRM_ABOVE (or spend.confirm_above): USD above which a call is confirmed first."""
+    unknown_price: Literal["allow", "refuse"] = "allow"
+    """IMAGEGATE_UNKNOWN_PRICE: what the budgets do with a call whose price is unknown."""
+    cny_per_usd: float | None = None
+    """spend.cny_per_usd (or IMAGEGATE_CNY_PER_USD): the rate CNY prices are compared with budgets at."""
+    ledger_path: Path = field(default_factory=lambda: Path("ledger.sqlite3"))
+    """IMAGEGATE_LEDGER (or spend.ledger): the SQLite ledger; default: the platformdirs data dir's."""
+    confirm_timeout: float = DEFAULT_CONFIRM_TIMEOUT
+    """IMAGEGATE_CONFIRM_TIMEOUT: seconds a confirmation form waits for its answer."""
 
     def wait_budget_for(self, client: str | None) -> float | None:
         """Seconds a call may wait for its images before returning a job id; None: no limit."""
@@ -287,6 +348,11 @@ def _additions(path: Path | None, config: ConfigFile, known: set[str]) -> Catalo
     upstreams = {pid: dict(user.upstream) for pid, user in config.providers.items() if user.upstream}
     for pid, user in config.providers.items():
         if pid in known:
+            if user.limits is not None:
+                raise ConfigError(
+                    f"{source}: providers.{pid}.limits: a shipped provider's limits are catalog data; "
+                    "limits can be set on a provider the config file adds"
+                )
             offerings[pid] = list(user.offerings)
             continue
         if user.base_url is None:
@@ -301,6 +367,7 @@ def _additions(path: Path | None, config: ConfigFile, known: set[str]) -> Catalo
             envelope=user.envelope,
             priority=user.priority if user.priority is not None else 60,
             offerings=list(user.offerings),
+            limits=user.limits,
         )
     return CatalogAdditions(
         source=source,
@@ -347,6 +414,43 @@ def _input_roots(env: Mapping[str, str], config: ConfigFile) -> tuple[Path, ...]
     return tuple(roots)
 
 
+def _ledger_path(env: Mapping[str, str], config: ConfigFile) -> Path:
+    """IMAGEGATE_LEDGER, else spend.ledger, else the user data dir's: one ledger for every output
+    folder, so a day's budget counts every call the user makes."""
+    chosen = _env(env, "IMAGEGATE_LEDGER") or config.spend.ledger
+    if chosen:
+        return Path(chosen).expanduser().resolve()
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("imagegate")) / LEDGER_FILE
+
+
+def _unknown_price(env: Mapping[str, str], config: ConfigFile) -> Literal["allow", "refuse"]:
+    value = _env(env, "IMAGEGATE_UNKNOWN_PRICE")
+    if value is None:
+        return config.spend.unknown_price or "allow"
+    if value.lower() not in ("allow", "refuse"):
+        raise ConfigError(f"IMAGEGATE_UNKNOWN_PRICE={value!r} is not allow or refuse")
+    return "refuse" if value.lower() == "refuse" else "allow"
+
+
+def _state_key(env: Mapping[str, str]) -> SecretStr | None:
+    key = _env(env, "IMAGEGATE_STATE_KEY")
+    if key is not None and len(key.encode()) < MIN_STATE_KEY_BYTES:
+        raise ConfigError(
+            f"IMAGEGATE_STATE_KEY must be at least {MIN_STATE_KEY_BYTES} bytes of secret randomness "
+            "(e.g. `openssl rand -hex 32`)"
+        )
+    return SecretStr(key) if key else None
+
+
+def _deployment(env: Mapping[str, str], config: ConfigFile) -> str:
+    name = _env(env, "IMAGEGATE_DEPLOYMENT") or config.deployment or "imagegate"
+    if not name.replace("-", "").replace("_", "").replace(".", "").isalnum() or len(name) > 64:
+        raise ConfigError(f"IMAGEGATE_DEPLOYMENT={name!r}: use letters, digits, '-', '_' or '.'")
+    return name
+
+
 def pick(env: T | None, file: T | None, default: T) -> T:
     """The environment's value if set, else the config file's, else the default."""
     return env if env is not None else file if file is not None else default
@@ -390,9 +494,35 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         max_reply_mb=pick(_env_number(env, "IMAGEGATE_MAX_REPLY_MB", float, 1.0), config.max_reply_mb, None),
         wait_budget=pick(_env_number(env, "IMAGEGATE_WAIT_BUDGET", float, 0.0), config.wait_budget, None),
         http_token=SecretStr(token) if (token := _env(env, "IMAGEGATE_HTTP_TOKEN")) else None,
+        users=Users.parse(
+            {name: user.token for name, user in config.users.items()}, token, str(path or "config")
+        ),
+        redis_url=SecretStr(url) if (url := _env(env, "IMAGEGATE_REDIS_URL")) else None,
+        deployment=_deployment(env, config),
+        state_key=_state_key(env),
+        task_lease=pick(_env_number(env, "IMAGEGATE_TASK_LEASE", float, 0.5), config.task_lease, 15.0),
         config_path=path,
         additions=_additions(path, config, shipped_provider_ids()),
         env=env,
         file_providers=dict(config.providers),
         local_probe=not _env_bool(env, "IMAGEGATE_NO_LOCAL_PROBE"),
+        daily_budget=pick(
+            _env_number(env, "IMAGEGATE_DAILY_BUDGET", float, 0.0), config.spend.daily_budget, None
+        ),
+        call_budget=pick(
+            _env_number(env, "IMAGEGATE_CALL_BUDGET", float, 0.0), config.spend.call_budget, None
+        ),
+        confirm_above=pick(
+            _env_number(env, "IMAGEGATE_CONFIRM_ABOVE", float, 0.0), config.spend.confirm_above, None
+        ),
+        unknown_price=_unknown_price(env, config),
+        cny_per_usd=pick(
+            _env_number(env, "IMAGEGATE_CNY_PER_USD", float, 0.01), config.spend.cny_per_usd, None
+        ),
+        ledger_path=_ledger_path(env, config),
+        confirm_timeout=pick(
+            _env_number(env, "IMAGEGATE_CONFIRM_TIMEOUT", float, 0.01),
+            config.spend.confirm_timeout,
+            DEFAULT_CONFIRM_TIMEOUT,
+        ),
     )

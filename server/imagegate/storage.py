@@ -16,6 +16,7 @@ import tempfile
 import time
 import unicodedata
 from collections.abc import Callable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -24,7 +25,7 @@ from typing import Any, BinaryIO
 from . import __version__
 from .errors import StorageError
 
-__all__ = ["SavedFile", "Sidecar", "Store", "default_fallback", "slugify"]
+__all__ = ["ON_SAVED", "SavedFile", "Sidecar", "Store", "default_fallback", "slugify"]
 
 SLUG_MAX = 40
 MAX_NAME_TRIES = 1000
@@ -36,6 +37,9 @@ LASTING_ERRORS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
 TEMP_PREFIX = ".partial-"
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _DIRECTORY = getattr(os, "O_DIRECTORY", 0)
+ON_SAVED: ContextVar[Callable[[Path], None] | None] = ContextVar("imagegate_on_saved", default=None)
+"""Told each image's path the moment it is published, in the context that published it: a job records
+its saved files as they arrive (jobs.py), so a worker that dies leaves them listed, not just on disk."""
 
 
 def slugify(prompt: str) -> str:
@@ -78,6 +82,9 @@ class Sidecar:
     revised_prompt: str | None
     seed: int | None
     usage: Any
+    cost: Mapping[str, Any] | None = None
+    """This image's cost: the price table's estimate for one image and its share of what the
+    upstream reported (pricing.Cost.record())."""
 
     def record(self) -> dict[str, Any]:
         """The sidecar's JSON object, in the order a person reads it."""
@@ -105,6 +112,7 @@ class Sidecar:
             "revised_prompt": self.revised_prompt,
             "seed": self.seed,
             "usage": self.usage,
+            "cost": dict(self.cost) if self.cost is not None else None,
         }
 
 
@@ -194,9 +202,13 @@ class Store:
         failures: list[str] = []
         for base in (home, self.root if home is self.fallback else self.fallback):
             try:
-                return self._publish_to(base, temp, name, copy=base is not home)
+                saved = self._publish_to(base, temp, name, copy=base is not home)
             except OSError as e:
                 failures.append(self._failed(base, e))
+                continue
+            if (told := ON_SAVED.get()) is not None:
+                told(saved.path)
+            return saved
         raise self._nowhere(failures, temp)
 
     def write_sidecar(self, saved: SavedFile, sidecar: Sidecar | Mapping[str, Any]) -> None:

@@ -1,5 +1,13 @@
 """How the MCP server meets the world: stdio (our own transport, for JSON-RPC framing errors)
-and stateless Streamable HTTP (uvicorn, the short-error and bearer-token wrappers).
+and stateless Streamable HTTP (uvicorn, the short-error and bearer-token wrappers), in one process
+or in N worker processes sharing one listening socket (uvicorn's supervisor, which restarts a worker
+that dies).
+
+Stateless HTTP means any worker, on any host behind any load balancer, serves any request: a
+2026-07-28 request carries its own protocol version and capabilities, and nothing a later request
+needs stays in a worker (tasks and upstream limits live in Redis, team/). What the workers must agree
+on is read once, from the same environment and config file: the users' token hashes, the Redis URL,
+the deployment's name and the key request state is sealed with (IMAGEGATE_STATE_KEY).
 
 Beside app.py the only module that imports `mcp` (and the only one that imports uvicorn). It knows
 framing, sockets and file descriptors, never tools: app.create_server builds the server it runs.
@@ -7,12 +15,12 @@ framing, sockets and file descriptors, never tools: app.create_server builds the
 
 from __future__ import annotations
 
-import hmac
 import logging
 import os
 import sys
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager, suppress
+from functools import partial
 from typing import Any, BinaryIO, Literal
 
 import anyio
@@ -21,11 +29,22 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from mcp.shared.message import SessionMessage
 
 from . import framing
-from .app import create_server
+from .app import USER_SCOPE, create_server
 from .framing import Refusal
-from .service import Service
+from .service import Service, build_service
+from .settings import Settings
+from .team import workers as workers_module
+from .team.users import Users
 
-__all__ = ["LOOPBACK_HOSTS", "require_bearer", "require_event_stream", "serve_http", "serve_stdio"]
+__all__ = [
+    "LOOPBACK_HOSTS",
+    "http_app",
+    "require_bearer",
+    "require_event_stream",
+    "require_user",
+    "serve_http",
+    "serve_stdio",
+]
 
 log = logging.getLogger("imagegate")
 
@@ -231,14 +250,66 @@ def _point(fd: int, target: int, close: bool = True) -> None:
             rebind_std_handle_to_fd(fd)
 
 
-def serve_http(service: Service, host: str, port: int, allowed_hosts: Sequence[str] = ()) -> None:
-    """Serve MCP over stateless Streamable HTTP at /mcp.
+def serve_http(
+    service: Service, host: str, port: int, allowed_hosts: Sequence[str] = (), workers: int = 1
+) -> None:
+    """Serve MCP over stateless Streamable HTTP at /mcp, in `workers` processes.
 
     Loopback by default, where the SDK checks Host and Origin against DNS rebinding; any other
-    bind should name the hosts clients use (`allowed_hosts`). With IMAGEGATE_HTTP_TOKEN set,
-    every request must carry it as a bearer token.
+    bind should name the hosts clients use (`allowed_hosts`). With users in the config file or
+    IMAGEGATE_HTTP_TOKEN set, every request must carry one of their tokens as a bearer token.
+    With more than one worker each builds its own service from the same environment and config,
+    they share one listening socket, and one that dies is replaced.
     """
     import uvicorn
+
+    if host not in LOOPBACK_HOSTS and not allowed_hosts:
+        log.warning("serving on %s with no --allow-host: Host and Origin are not checked", host)
+    if workers <= 1:
+        uvicorn.run(http_app(service, host, allowed_hosts), host=host, port=port, log_level="warning")
+        return
+    if service.redis is None:
+        log.warning(
+            "%d workers without IMAGEGATE_REDIS_URL: tasks, job ids and upstream limits stay in the "
+            "worker that made them",
+            workers,
+        )
+    http_app(service, host, allowed_hosts)  # what would stop every worker stops here, once
+    if workers_module.reuseport_available():
+        workers_module.reuseport_socket(host, port).close()  # the port is ours to share, or this says why
+        code = workers_module.supervise(partial(_worker_main, host, port, tuple(allowed_hosts)), workers)
+        if code:
+            raise SystemExit(code)
+        return
+    from uvicorn.supervisors import Multiprocess  # no SO_REUSEPORT balancing: one socket, shared
+
+    factory = partial(_worker_app, host, tuple(allowed_hosts))
+    config = uvicorn.Config(factory, factory=True, host=host, port=port, workers=workers, log_level="warning")
+    Multiprocess(config, sockets=[config.bind_socket()]).run()
+
+
+def _worker_main(host: str, port: int, allowed_hosts: tuple[str, ...], index: int) -> None:
+    """One worker process (team/workers.py starts it): its own service and its own SO_REUSEPORT
+    socket on the shared port, served by uvicorn until SIGTERM."""
+    import uvicorn
+
+    app = _worker_app(host, allowed_hosts)
+    sock = workers_module.reuseport_socket(host, port)
+    uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[sock])
+
+
+def _worker_app(host: str, allowed_hosts: tuple[str, ...]) -> Any:
+    """A worker process's app (run by uvicorn in the child): logging as the CLI sets it, and a service
+    of its own, built from the environment and config every worker reads alike."""
+    logging.basicConfig(
+        stream=sys.stderr, level=logging.WARNING, format="imagegate %(levelname)s %(message)s"
+    )
+    return http_app(build_service(), host, allowed_hosts)
+
+
+def http_app(service: Service, host: str, allowed_hosts: Sequence[str] = ()) -> Any:
+    """The ASGI app of one worker: the SDK's stateless Streamable HTTP app, request state sealed with
+    the deployment's key, the short-error and event-stream guards, and the users' tokens."""
     from mcp.server.transport_security import TransportSecuritySettings
 
     security = None
@@ -247,15 +318,27 @@ def serve_http(service: Service, host: str, port: int, allowed_hosts: Sequence[s
         security = TransportSecuritySettings(
             enable_dns_rebinding_protection=True, allowed_hosts=list(allowed_hosts), allowed_origins=origins
         )
-    elif host not in LOOPBACK_HOSTS:
-        log.warning("serving on %s with no --allow-host: Host and Origin are not checked", host)
     server = create_server(lambda: service)
+    server.middleware.append(_request_state(service.settings))
     app: Any = server.streamable_http_app(stateless_http=True, host=host, transport_security=security)
     app = framing.short_errors(app)  # short JSON-RPC errors for malformed bodies, not validation dumps
     app = require_event_stream(app)
-    if service.settings.http_token is not None:
-        app = require_bearer(app, service.settings.http_token.get_secret_value())
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    if service.settings.users.required:
+        app = require_user(app, service.settings.users)
+    return app
+
+
+def _request_state(settings: Settings) -> Any:
+    """Request state (2026-07-28 multi round-trip) sealed with the key every worker shares, bound to
+    the deployment's name; a key of this process's own when none is set (one worker)."""
+    from mcp.server.request_state import RequestStateBoundary, RequestStateSecurity
+
+    if settings.state_key is None:
+        security = RequestStateSecurity.ephemeral(audience=settings.deployment)
+    else:
+        key = settings.state_key.get_secret_value()
+        security = RequestStateSecurity(keys=[key], audience=settings.deployment)
+    return RequestStateBoundary(security, default_audience=settings.deployment)
 
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
@@ -284,16 +367,32 @@ def require_event_stream(app: Any) -> Any:
 
 def require_bearer(app: Any, token: str) -> Any:
     """An ASGI wrapper answering 401 to any HTTP request without `Authorization: Bearer <token>`."""
-    expected = f"Bearer {token}".encode()
+    return require_user(app, Users.parse({}, token, "IMAGEGATE_HTTP_TOKEN"))
+
+
+async def _unauthorized(send: Any) -> None:
+    headers = [(b"content-type", b"application/json"), (b"www-authenticate", b"Bearer")]
+    await send({"type": "http.response.start", "status": 401, "headers": headers})
+    await send({"type": "http.response.body", "body": b'{"error": "a bearer token is required"}'})
+
+
+def require_user(app: Any, users: Users) -> Any:
+    """An ASGI wrapper answering 401 to any HTTP request whose `Authorization: Bearer <token>` is no
+    user's; for one that is, the user's name (never the token) goes on in the scope under USER_SCOPE."""
 
     async def guarded(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "http":
             given = dict(scope.get("headers") or []).get(b"authorization", b"")
-            if not hmac.compare_digest(given, expected):
-                headers = [(b"content-type", b"application/json"), (b"www-authenticate", b"Bearer")]
-                await send({"type": "http.response.start", "status": 401, "headers": headers})
-                await send({"type": "http.response.body", "body": b'{"error": "a bearer token is required"}'})
+            scheme, _, token = given.partition(b" ")
+            caller = (
+                users.identify(token.strip().decode("latin-1"))
+                if scheme.lower() == b"bearer" and token.strip()
+                else None
+            )
+            if caller is None:
+                await _unauthorized(send)
                 return
+            scope = {**scope, USER_SCOPE: caller.user}
         await app(scope, receive, send)
 
     return guarded

@@ -41,6 +41,7 @@ def base_env(tmp: Path, **extra: str) -> dict[str, str]:
         "HOME": str(tmp / "home"),
         "XDG_CONFIG_HOME": str(tmp / "config"),
         "IMAGEGATE_OUTPUT_DIR": str(tmp / "out"),
+        "IMAGEGATE_LEDGER": str(tmp / "ledger.sqlite3"),  # never the developer's own ledger
         "PYTHONPATH": os.environ.get("PYTHONPATH", ""),
         "IMAGEGATE_NO_LOCAL_PROBE": "1",  # a ComfyUI/WebUI on this machine's default ports stays out of tests
     }

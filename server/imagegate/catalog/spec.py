@@ -26,9 +26,11 @@ __all__ = [
     "KnobValue",
     "ModelSpec",
     "Offering",
+    "Price",
     "ProtocolRules",
     "ProviderSpec",
     "SizeRule",
+    "Throttle",
     "WireOptions",
 ]
 
@@ -233,6 +235,51 @@ class WireOptions(_Data):
     input takes what; filled in at start-up from the shipped or configured files (local.py)."""
 
 
+PriceKey = Literal["text_input", "image_input", "image_output"]
+PRICE_TOKEN = re.compile(r"^[A-Za-z0-9:._-]+$")
+
+
+class Price(_Data):
+    """What images cost on a route, as its source states it: a flat `per_image`, and/or `by` (a
+    price per image for a combination of the call's quality, pixels "WxH", tier "2K" or ratio "16:9",
+    written as space-separated tokens: `"high 1024x1536" = 0.25`), and the `tokens` rates (per
+    million) the upstream's reported token usage is priced by. `credit`: what one unit of a `cost`
+    the upstream reports is worth in `currency` (BFL: 1 credit = $0.01). Pricing lives in pricing.py."""
+
+    currency: Literal["USD", "CNY"]
+    source: str
+    per_image: Annotated[float, Field(ge=0)] | None = None
+    by: dict[str, Annotated[float, Field(ge=0)]] = {}
+    tokens: dict[PriceKey, Annotated[float, Field(ge=0)]] = {}
+    credit: Annotated[float, Field(gt=0)] | None = None
+
+    @field_validator("by")
+    @classmethod
+    def _keys_are_tokens(cls, v: dict[str, float]) -> dict[str, float]:
+        for key in v:
+            if not key.split() or not all(PRICE_TOKEN.match(t) for t in key.split()):
+                raise ValueError(f'{key!r} is not space-separated tokens like "high 1024x1536" or "2K"')
+        return v
+
+    @model_validator(mode="after")
+    def _states_a_price(self) -> Price:
+        if self.per_image is None and not self.by and not self.tokens and self.credit is None:
+            raise ValueError("a price needs per_image, by, tokens or credit")
+        return self
+
+
+class Throttle(_Data):
+    """How much of an upstream may run at once and how often calls may start (a provider's, or one
+    model's there): `concurrent` upstream calls in flight (an async task counts until it ends), and
+    `per_minute` calls begun in any 60 s. Shared by every worker of a deployment (team/limits.py);
+    absent: no limit of ours, the upstream's 429s are retried. `unconfirmed`: why a number no primary
+    document states is believed."""
+
+    concurrent: Annotated[int, Field(ge=1)] | None = None
+    per_minute: Annotated[int, Field(ge=1)] | None = None
+    unconfirmed: str | None = None
+
+
 class _Limits(_Data):
     """Fields a model declares and an offering may override."""
 
@@ -247,6 +294,9 @@ class _Limits(_Data):
     knobs: dict[str, KnobRule | Literal[False]] = {}
     inputs: InputLimits = InputLimits()
     prompt_max_length: int | None = None
+    price: Price | None = None
+    """A model's: its maker's list price (used by routes of native providers); an offering's: that
+    provider's own, which replaces it. None: no known price (never a guessed one)."""
     unconfirmed: dict[Unconfirmable, str] = {}
     """Facts no primary document states, each with why it is believed (shown to the agent):
     `upstream = "the doc's display name, lower-cased"`. Data the user can override, never a hard rule."""
@@ -275,6 +325,8 @@ class Offering(_Limits):
     upstream: str
     notes: str | None = None
     wire: WireOptions = WireOptions()
+    limits: Throttle | None = None
+    """This model's own limit at the provider, within the provider's (BFL: 6 for Kontext max)."""
 
 
 class ProviderSpec(_Data):
@@ -293,8 +345,13 @@ class ProviderSpec(_Data):
     trusted_hosts: list[str] = []
     """Host suffixes besides the base URL's own that may receive the key (BFL: ".bfl.ai")."""
     priority: int = 50
+    idempotency_header: str | None = None
+    """The header a provider reads an idempotency key from; one key is sent per request, the same on
+    each of our retries of it (providers/http.py)."""
     docs: str | None = None
     privacy_policy: str | None = None
+    limits: Throttle | None = None
+    """The provider's limit over all its models (BFL: 24 active tasks)."""
     offerings: list[Offering] = []
 
 
