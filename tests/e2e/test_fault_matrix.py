@@ -7,11 +7,14 @@ bounded time; the server serves the next call."""
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
+import anyio
 import pytest
 from tests.support import base_env, error_kind, serve, text_of
+from tools.emulator import EmulatorClient, start_thread
 
-pytestmark = [pytest.mark.anyio, pytest.mark.slow]
+pytestmark = [pytest.mark.slow]
 CALLS = {  # one valid text-to-image call per provider (and both DashScope modes)
     "openai": {"model": "gpt-image-1"},
     "zhaotou": {"model": "gemini-3-pro-image-preview"},
@@ -41,8 +44,29 @@ FAULTS = [
 ]
 
 
-@pytest.mark.parametrize("case", list(CALLS))
-async def test_every_protocol_survives_the_same_faults(tmp_path, emulator, case):
+def test_every_protocol_survives_the_same_faults(tmp_path):
+    """Each protocol against its own emulator and its own server process, all at once: the faults
+    wait real seconds (Retry-After, backoff, the timeout), so side by side the matrix takes as long as
+    its slowest protocol rather than the sum of all eleven."""
+    failures: dict[str, list[str]] = {}
+
+    async def matrix() -> None:
+        async with anyio.create_task_group() as group:
+            for case in CALLS:
+                group.start_soon(run_case, tmp_path / case, case, failures)
+
+    anyio.run(matrix)
+    report = [f"{case}: {line}" for case, lines in failures.items() for line in lines]
+    assert not report, "\n".join(report)
+
+
+async def run_case(tmp_path: Path, case: str, failures: dict[str, list[str]]) -> None:
+    tmp_path.mkdir()
+    with start_thread() as emulator:
+        failures[case] = await faults_against(tmp_path, emulator, case)
+
+
+async def faults_against(tmp_path: Path, emulator: EmulatorClient, case: str) -> list[str]:
     provider = case.split("-")[0]
     env = base_env(
         tmp_path,
@@ -59,8 +83,10 @@ async def test_every_protocol_survives_the_same_faults(tmp_path, emulator, case)
     failures = []
     async with serve(env, stdio=True) as client:
         for name, fault, count, expected in FAULTS:
-            emulator.reset()
-            emulator.fault(provider, "*", count=count, **fault)
+            await anyio.to_thread.run_sync(emulator.reset)
+            await anyio.to_thread.run_sync(
+                lambda f=fault, c=count: emulator.fault(provider, "*", count=c, **f)
+            )
             started = time.monotonic()
             result = await client.call_tool("generate_image", args)
             took = time.monotonic() - started
@@ -72,8 +98,8 @@ async def test_every_protocol_survives_the_same_faults(tmp_path, emulator, case)
                 )
             elif expected and provider not in text_of(result):
                 failures.append(f"{name}: the error does not name {provider}: {text_of(result)[:200]}")
-        emulator.reset()
+        await anyio.to_thread.run_sync(emulator.reset)
         after = await client.call_tool("generate_image", args)
         if after.is_error:
             failures.append(f"the next call failed: {text_of(after)[:200]}")
-    assert not failures, "\n".join(failures)
+    return failures
