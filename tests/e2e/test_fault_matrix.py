@@ -27,6 +27,20 @@ CALLS = {  # one valid text-to-image call per provider (and both DashScope modes
     "dashscope": {"model": "qwen-image-plus"},
     "dashscope-async": {"model": "wan2.2-t2i-flash"},
     "bfl": {"model": "flux-2-pro"},
+    "openrouter": {"model": "gemini-2.5-flash-image"},
+    "fal": {"model": "flux-2-pro"},
+    "replicate": {"model": "flux-schnell"},
+    "comfyui": {"model": "comfyui"},
+    "sdwebui": {"model": "sdwebui"},
+}
+FAULTED = {
+    "sdwebui": "txt2img"
+}  # the call itself: its progress polls run beside it and must not take the fault
+VARIABLES = {  # the providers whose variables are not PROVIDER_API_KEY / PROVIDER_BASE_URL
+    "fal": ("FAL_KEY", "FAL_BASE_URL"),
+    "replicate": ("REPLICATE_API_TOKEN", "REPLICATE_BASE_URL"),
+    "comfyui": (None, "COMFYUI_URL"),
+    "sdwebui": (None, "SDWEBUI_URL"),
 }
 ANY_ERROR = "any"
 FAULTS = [
@@ -68,16 +82,14 @@ async def run_case(tmp_path: Path, case: str, failures: dict[str, list[str]]) ->
 
 async def faults_against(tmp_path: Path, emulator: EmulatorClient, case: str) -> list[str]:
     provider = case.split("-")[0]
+    key, url = VARIABLES.get(provider, (f"{provider.upper()}_API_KEY", f"{provider.upper()}_BASE_URL"))
     env = base_env(
         tmp_path,
         IMAGEGATE_MAX_RETRIES="1",
         IMAGEGATE_TIMEOUT="3",
         # BFL's emulated delivery host, "localhost", is another loopback host
         IMAGEGATE_ALLOW_PRIVATE_URLS="true",
-        **{
-            f"{provider.upper()}_API_KEY": "test-matrix-key",
-            f"{provider.upper()}_BASE_URL": emulator.base_url(provider),
-        },
+        **{url: emulator.base_url(provider), **({key: "test-matrix-key"} if key else {})},
     )
     args = {**CALLS[case], "provider": provider, "prompt": "a lighthouse at dusk"}
     failures = []
@@ -85,7 +97,7 @@ async def faults_against(tmp_path: Path, emulator: EmulatorClient, case: str) ->
         for name, fault, count, expected in FAULTS:
             await anyio.to_thread.run_sync(emulator.reset)
             await anyio.to_thread.run_sync(
-                lambda f=fault, c=count: emulator.fault(provider, "*", count=c, **f)
+                lambda f=fault, c=count: emulator.fault(provider, FAULTED.get(provider, "*"), count=c, **f)
             )
             started = time.monotonic()
             result = await client.call_tool("generate_image", args)
