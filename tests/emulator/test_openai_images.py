@@ -558,6 +558,7 @@ def test_control_api_refuses_bad_faults(
         emulator.fault(provider, endpoint, kind, **params)
 
 
+@pytest.mark.slow
 def test_subprocess_emulator_serves_and_stops() -> None:
     with start_subprocess() as running:
         running.prewarm(["512x512"])
