@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 from tests.support import server
 
@@ -16,6 +18,13 @@ def anyio_backend() -> str:
 @pytest.fixture(scope="session")
 def catalog():
     return load_catalog()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _processes_only_in_slow_tests() -> Iterator[None]:
+    """Any process a test starts (subprocess, asyncio, anyio: all go through Popen) needs `slow`."""
+    with server.guard_processes():
+        yield
 
 
 @pytest.hookimpl(tryfirst=True)

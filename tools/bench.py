@@ -29,6 +29,7 @@ import anyio
 import httpx2
 from mcp import Client, StdioServerParameters
 
+from imagegate.catalog import load_catalog
 from tools.emulator import start_subprocess
 from tools.hostile import DeepNesting, Endless, Fault, GzipBomb, start_hostile
 
@@ -320,26 +321,12 @@ def startup(env: dict[str, str], tmp: Path, repeat: int) -> dict[str, Any]:
 
 
 async def context(env: dict[str, str], tmp: Path) -> dict[str, Any]:
-    """Bytes an agent carries: tools/list with one provider and with all ten (and for a client with a
+    """Bytes an agent carries: tools/list with one provider and with every keyed one (and for a client with a
     wait budget, which also gets the job tool), and one result. `*_model_view` counts only what
     clients put in the model's context (name, description, input schema; not titles, annotations
     or output schemas)."""
     sizes = {}
-    keys = {
-        f"{p}_API_KEY": KEY
-        for p in (
-            "OPENAI",
-            "GEMINI",
-            "ARK",
-            "DASHSCOPE",
-            "BFL",
-            "MODELGATE",
-            "MIXROUTE",
-            "ZHAOTOU",
-            "MODELMAX",
-            "ATALK",
-        )
-    }
+    keys = {spec.key_env: KEY for spec in load_catalog().providers.values() if spec.key_env}
     bare = {k: v for k, v in env.items() if k not in ("IMAGEGATE_CONFIG", "BENCH_API_KEY")}
     lists = {
         "tools_list_one_provider": {"OPENAI_API_KEY": KEY},

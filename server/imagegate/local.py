@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib
 import json
 import logging
+import socket
 import threading
 import tomllib
 from collections.abc import Mapping
@@ -21,6 +22,7 @@ from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import anyio
 
@@ -48,6 +50,18 @@ class Found:
 
     answered: bool
     checkpoints: tuple[str, ...] | None = None
+
+
+def _listening(url: str) -> bool:
+    """Whether anything accepts a connection at the URL's host and port: on a machine without the
+    server the probe costs one refused connect, not an HTTP client and a thread."""
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parts.hostname or "127.0.0.1", port), timeout=PROBE_SECONDS):
+            return True
+    except OSError:
+        return False
 
 
 def _servers(settings: Settings, providers: Mapping[str, ProviderSpec]) -> dict[str, ProviderSpec]:
@@ -224,14 +238,16 @@ def _label(model: ModelSpec, spec: ProviderSpec, found: Found | None) -> str:
 def prepare(settings: Settings, catalog: Catalog, transport: Transport | None = None) -> Settings:
     """The settings with the local servers found and their routes added to the catalog additions;
     the same settings when no local server is named or answers (probing off: nothing is asked)."""
+    creds = settings.credentials(catalog)
     servers = {
         pid: spec
         for pid, spec in _servers(settings, catalog.providers).items()
-        if settings.local_probe or settings.local_url_set(pid, spec)
+        if settings.local_url_set(pid, spec)
+        or (settings.local_probe and (transport is not None or _listening(creds[pid].base_url)))
     }
     if not servers:
         return settings
-    found = discover(settings, servers, settings.credentials(catalog), transport)
+    found = discover(settings, servers, creds, transport)
     ready = {
         pid
         for pid, spec in servers.items()

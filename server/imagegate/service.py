@@ -202,10 +202,12 @@ def build_service(
     Nothing is opened here.
     """
     settings = load_settings(env)
-    catalog = load_catalog(settings.additions, protocols=protocol_rules())
+    # The shipped catalog's protocols and dialects are checked by the tests; a user's additions here.
+    catalog = load_catalog(settings.additions, protocols=protocol_rules(), check_shipped=False)
     with_local = local.prepare(settings, catalog, transport)  # local GPU servers named or answering
     if with_local is not settings:
-        settings, catalog = with_local, load_catalog(with_local.additions, protocols=protocol_rules())
+        settings = with_local
+        catalog = load_catalog(settings.additions, protocols=protocol_rules(), check_shipped=False)
     router = Router(catalog, settings)
     schemas = _image_schemas(router, catalog, settings.schema_conditionals) | listing_schemas(
         router.provider_order

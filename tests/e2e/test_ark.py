@@ -321,7 +321,9 @@ async def test_a_rate_limited_call_is_retried_and_then_served(tmp_path, emu):
 @pytest.fixture
 def http(emu: EmulatorClient) -> Iterator[httpx2.Client]:
     headers = {"authorization": f"Bearer {KEY}"}
-    with httpx2.Client(base_url=emu.base_url("ark"), headers=headers, trust_env=False, timeout=30) as client:
+    with httpx2.Client(
+        base_url=emu.base_url("ark"), headers=headers, trust_env=False, verify=False, timeout=30
+    ) as client:
         yield client
 
 

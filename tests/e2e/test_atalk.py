@@ -378,7 +378,7 @@ async def test_a_partial_fan_out_keeps_what_arrived_and_says_what_did_not(tmp_pa
 
 @pytest.fixture
 def http(emu: EmulatorClient) -> Iterator[httpx2.Client]:
-    with httpx2.Client(base_url=emu.base_url(PROVIDER), trust_env=False, timeout=20) as client:
+    with httpx2.Client(base_url=emu.base_url(PROVIDER), trust_env=False, verify=False, timeout=20) as client:
         yield client
 
 

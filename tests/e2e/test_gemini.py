@@ -331,7 +331,7 @@ async def test_a_wrong_key_is_auth_failed_and_the_key_is_nowhere(tmp_path, emu):
 def http(emu: EmulatorClient) -> Iterator[httpx2.Client]:
     headers = {"x-goog-api-key": KEY}
     with httpx2.Client(
-        base_url=emu.base_url("gemini"), headers=headers, trust_env=False, timeout=30
+        base_url=emu.base_url("gemini"), headers=headers, trust_env=False, verify=False, timeout=30
     ) as client:
         yield client
 
@@ -440,7 +440,7 @@ def test_emulator_pro_sends_two_thought_drafts_before_the_final_image(http):
 
 
 def test_emulator_auth_missing_wrong_and_query_key(emu, http):
-    plain = httpx2.Client(base_url=emu.base_url("gemini"), trust_env=False, timeout=30)
+    plain = httpx2.Client(base_url=emu.base_url("gemini"), trust_env=False, verify=False, timeout=30)
     with plain:
         payload = {"contents": [{"parts": [{"text": "x"}]}]}
         google_error(

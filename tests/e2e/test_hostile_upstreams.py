@@ -1,9 +1,10 @@
-"""Issue 12's defects, one test each (1, 2, 3, 6, 7, 8, 9, 10, 11, 13), through the real server over stdio
-(and, for defect 1, over Streamable HTTP) against the hostile proxy (tools/hostile) in front of the
-emulator. Each asserts what "What to build" asks: a clear `upstream_error` (or `timeout`) naming the
-provider, an answer within IMAGEGATE_TIMEOUT plus slack, the server alive for the next call, every
-usable image saved, never more than n, no key anywhere, capped text, bounded memory, no fetch of an
-internal address."""
+"""Issue 12's defects, one test each (1, 2, 3, 6, 7, 8, 9, 10, 11, 13), through the real server against
+the hostile proxy (tools/hostile) in front of the emulator: over stdio and Streamable HTTP where the
+process is the point (1: one reply killed it; 7: its memory), in memory for the rest, which is the same
+server and the same upstream bytes without a process start per case. Each asserts what "What to
+build" asks: a clear `upstream_error` (or `timeout`) naming the provider, an answer within
+IMAGEGATE_TIMEOUT plus slack, the server alive for the next call, every usable image saved, never more
+than n, no key anywhere, capped text, bounded memory, no fetch of an internal address."""
 
 from __future__ import annotations
 
@@ -124,24 +125,25 @@ async def assert_still_serving(client: Client, provider: str = "openai") -> None
 # --- 1. one reply kills the server ---------------------------------------------------------------
 
 NESTINGS = [
-    pytest.param(DeepNesting(100_000, "list", 200), id="lists-200"),
-    pytest.param(DeepNesting(100_000, "list", 500), id="lists-500"),
-    pytest.param(DeepNesting(50_000, "object", 200), id="objects-200"),
+    DeepNesting(100_000, "list", 200),
+    DeepNesting(100_000, "list", 500),
+    DeepNesting(50_000, "object", 200),
 ]
 
 
 @pytest.mark.parametrize("provider", ["openai", "gemini"])
-@pytest.mark.parametrize("fault", NESTINGS)
 async def test_1_a_deeply_nested_reply_is_an_upstream_error_and_the_stdio_server_lives(
-    hostile, tmp_path, provider, fault
+    hostile, tmp_path, provider
 ):
-    arm(hostile, fault, provider)
-    async with serve(hostile_env(hostile, tmp_path), stdio=True) as client:
-        result, took = await timed(client, "generate_image", normal(provider), TIMEOUT + SLACK)
-        assert hostile.fired == ["DeepNesting"]
-        assert_upstream_error(result, provider)
-        assert took < TIMEOUT + SLACK
-        await assert_still_serving(client, provider)
+    async with serve(hostile_env(hostile, tmp_path), stdio=True) as client:  # one process takes all three
+        for fault in NESTINGS:
+            hostile.reset()
+            arm(hostile, fault, provider)
+            result, took = await timed(client, "generate_image", normal(provider), TIMEOUT + SLACK)
+            assert hostile.fired == ["DeepNesting"], fault
+            assert_upstream_error(result, provider)
+            assert took < TIMEOUT + SLACK
+            await assert_still_serving(client, provider)
 
 
 async def test_1_a_deeply_nested_reply_over_http_leaves_tools_list_and_the_next_call_working(
@@ -180,7 +182,7 @@ CUTS = [
 @pytest.mark.parametrize("fault", CUTS)
 async def test_2_a_reply_cut_inside_its_base64_answers_in_time_and_holds_nothing(hostile, tmp_path, fault):
     arm(hostile, fault, "openai", count=2)
-    async with serve(hostile_env(hostile, tmp_path), stdio=True) as client:
+    async with serve(hostile_env(hostile, tmp_path)) as client:
         for _ in range(2):
             result, took = await timed(client, "generate_image", normal(), TIMEOUT + SLACK)
             assert_upstream_error(result, "openai", ("upstream_error", "timeout"))
@@ -214,7 +216,7 @@ async def test_3_each_usable_image_is_saved_whatever_happens_to_its_siblings(
     hostile, tmp_path, fault, n, good
 ):
     arm(hostile, fault, "openai")
-    async with serve(hostile_env(hostile, tmp_path), stdio=True) as client:
+    async with serve(hostile_env(hostile, tmp_path)) as client:
         result, _ = await timed(client, "generate_image", normal(n=n), TIMEOUT + SLACK)
     assert len(hostile.fired) == 1
     assert not result.is_error, f"{good} good images were sent: {text_of(result)[:400]}"
@@ -257,7 +259,7 @@ async def test_6_a_key_echoed_in_a_reply_reaches_no_result_sidecar_or_log(
     arm(hostile, fault, provider)
     errlog = tmp_path / "stderr.log"
     with errlog.open("w") as errors:
-        async with serve(hostile_env(hostile, tmp_path), errors, stdio=True) as client:
+        async with serve(hostile_env(hostile, tmp_path), errors) as client:
             result, _ = await timed(client, "generate_image", normal(provider), TIMEOUT + SLACK)
     assert len(hostile.fired) == 1 and result.is_error is is_error, text_of(result)[:300]
     assert not leaks(result, tmp_path, errlog.read_text())
@@ -302,7 +304,7 @@ async def test_8_a_dripping_reply_ends_within_the_timeout_whatever_the_rate(
     hostile, tmp_path, provider, path
 ):
     hostile.arm(Drip(rate=20, chunk=2, seconds=120), path=path)  # a byte every 50 ms: no read ever idles
-    async with serve(hostile_env(hostile, tmp_path), stdio=True) as client:
+    async with serve(hostile_env(hostile, tmp_path)) as client:
         result, took = await timed(client, "generate_image", normal(provider), TIMEOUT + SLACK + 30)
         assert hostile.fired == ["Drip"]
         assert took < TIMEOUT + SLACK, f"answered after {took:.1f} s with IMAGEGATE_TIMEOUT={TIMEOUT:.0f}"
@@ -320,7 +322,7 @@ def _ten_thousand_images(request: Request, reply: Reply) -> Reply:
 
 async def test_9_a_reply_with_ten_thousand_images_for_n_1_saves_one_and_warns(hostile, tmp_path):
     arm(hostile, Mutate(_ten_thousand_images), "openai")
-    async with serve(hostile_env(hostile, tmp_path), stdio=True) as client:
+    async with serve(hostile_env(hostile, tmp_path)) as client:
         result, _ = await timed(client, "generate_image", normal(n=1), TIMEOUT + SLACK + 10)
     assert hostile.fired == ["Mutate"]
     assert not result.is_error, text_of(result)[:300]
@@ -357,7 +359,7 @@ async def test_10_result_urls_to_internal_addresses_are_refused_and_never_fetche
         "hex-ip": f"http://0x7f000002:{port}/hex.png",
         "ipv4-mapped-ipv6": f"http://[::ffff:127.0.0.2]:{port}/mapped.png",
     }
-    async with serve(hostile_env(hostile, tmp_path), stdio=True) as client:
+    async with serve(hostile_env(hostile, tmp_path)) as client:
         control, _ = await timed(client, "generate_image", normal("local"), TIMEOUT + SLACK)
         assert not control.is_error, (
             f"the provider's own (127.0.0.1) result URL must work: {text_of(control)[:300]}"
@@ -390,7 +392,7 @@ HUGE_ERRORS = [
 @pytest.mark.parametrize("fault", HUGE_ERRORS)
 async def test_11_a_ten_megabyte_upstream_message_gives_a_short_result(hostile, tmp_path, fault):
     arm(hostile, fault, "openai")
-    async with serve(hostile_env(hostile, tmp_path), stdio=True) as client:
+    async with serve(hostile_env(hostile, tmp_path)) as client:
         result, _ = await timed(client, "generate_image", normal(), TIMEOUT + SLACK)
         assert hostile.fired == ["Raw"] and result.is_error
         assert "openai" in text_of(result)
@@ -403,7 +405,7 @@ async def test_11_a_ten_megabyte_upstream_message_gives_a_short_result(hostile, 
 
 async def test_13_a_huge_base64_like_revised_prompt_never_surfaces_the_payload_token(hostile, tmp_path):
     arm(hostile, HugeString("data.0.revised_prompt", size=200_000, char="A"), "openai")
-    async with serve(hostile_env(hostile, tmp_path), stdio=True) as client:
+    async with serve(hostile_env(hostile, tmp_path)) as client:
         result, _ = await timed(client, "generate_image", normal(), TIMEOUT + SLACK)
     assert hostile.fired == ["HugeString"]
     assert not result.is_error, text_of(result)[:300]
@@ -413,7 +415,7 @@ async def test_13_a_huge_base64_like_revised_prompt_never_surfaces_the_payload_t
 
 
 async def test_13_get_image_job_with_a_hundred_thousand_character_id_answers_briefly(hostile, tmp_path):
-    async with serve(hostile_env(hostile, tmp_path, IMAGEGATE_WAIT_BUDGET="5"), stdio=True) as client:
+    async with serve(hostile_env(hostile, tmp_path, IMAGEGATE_WAIT_BUDGET="5")) as client:
         result, _ = await timed(client, "get_image_job", {"job": "j" * 100_000}, 10)
     assert result.is_error and len(text_of(result)) < 1_000, f"{len(text_of(result))} characters"
     assert "j" * 200 not in result_dump(result)

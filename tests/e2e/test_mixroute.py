@@ -387,7 +387,7 @@ def png_url(width: int, height: int) -> str:
 
 def post(emulator: EmulatorClient, body: dict[str, Any], key: str = KEY) -> httpx2.Response:
     headers = {"authorization": f"Bearer {key}"}
-    with httpx2.Client(headers=headers, trust_env=False, timeout=30) as http:
+    with httpx2.Client(headers=headers, trust_env=False, verify=False, timeout=30) as http:
         return http.post(emulator.base_url("mixroute") + "/images/generations", json=body)
 
 

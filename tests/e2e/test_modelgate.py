@@ -377,7 +377,7 @@ STRICT_CASES = [
 
 def post(emulator: EmulatorClient, body: dict[str, Any], key: str = KEY) -> httpx2.Response:
     headers = {"authorization": f"Bearer {key}"} if key else {}
-    with httpx2.Client(trust_env=False, timeout=30) as http:
+    with httpx2.Client(trust_env=False, verify=False, timeout=30) as http:
         return http.post(emulator.base_url(PROVIDER) + "/images/generations", json=body, headers=headers)
 
 

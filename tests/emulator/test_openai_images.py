@@ -32,7 +32,9 @@ def emulator() -> Iterator[EmulatorClient]:
 def client(emulator: EmulatorClient) -> Iterator[httpx2.Client]:
     emulator.reset()
     headers = {"authorization": f"Bearer {KEY}"}
-    with httpx2.Client(base_url=emulator.url, headers=headers, trust_env=False, timeout=10) as http:
+    with httpx2.Client(
+        base_url=emulator.url, headers=headers, trust_env=False, verify=False, timeout=10
+    ) as http:
         yield http
 
 
@@ -115,7 +117,7 @@ def test_dall_e_3_returns_a_downloadable_url_and_revised_prompt(
 ) -> None:
     item = generate(client, model="dall-e-3", size="1792x1024").json()["data"][0]
 
-    download = httpx2.get(item["url"], trust_env=False)
+    download = httpx2.get(item["url"], trust_env=False, verify=False)
     assert download.headers["content-type"] == "image/png"
     assert Image.open(io.BytesIO(download.content)).size == (1792, 1024)
     assert "a red fox" in item["revised_prompt"]
@@ -148,7 +150,10 @@ def test_zhaotou_edit_takes_a_single_image_part_and_answers_with_a_url(client: h
 
     item = response.json()["data"][0]
     assert set(item) == {"url", "revised_prompt"}
-    assert Image.open(io.BytesIO(httpx2.get(item["url"], trust_env=False).content)).size == (1792, 1024)
+    assert Image.open(io.BytesIO(httpx2.get(item["url"], trust_env=False, verify=False).content)).size == (
+        1792,
+        1024,
+    )
 
 
 def test_modelmax_offers_generations_only(client: httpx2.Client) -> None:
@@ -450,7 +455,7 @@ def test_latency_sleeps_asynchronously_so_concurrent_calls_overlap(emulator: Emu
     emulator.configure(latency=0.2)
     emulator.configure("openai", latency=0.2)
     with httpx2.Client(
-        base_url=emulator.url, headers={"authorization": f"Bearer {KEY}"}, trust_env=False
+        base_url=emulator.url, headers={"authorization": f"Bearer {KEY}"}, trust_env=False, verify=False
     ) as http:
         started = time.monotonic()
         with ThreadPoolExecutor(6) as pool:
@@ -495,7 +500,7 @@ def test_wrong_mime_fault_labels_one_format_and_sends_another(
     emulator.fault("openai", "*", "wrong_mime", count=2)
     gpt = generate(client, model="gpt-image-1", output_format="png").json()
     dalle_url = generate(client, model="dall-e-3").json()["data"][0]["url"]
-    download = httpx2.get(dalle_url, trust_env=False)
+    download = httpx2.get(dalle_url, trust_env=False, verify=False)
 
     assert gpt["output_format"] == "png" and decode(gpt["data"][0]["b64_json"]).format == "JPEG"
     assert download.headers["content-type"] == "image/png"
@@ -508,7 +513,10 @@ def test_expired_url_fault_and_url_lifetime(client: httpx2.Client, emulator: Emu
     emulator.configure("openai", url_ttl=0)
     short_lived = generate(client, model="dall-e-2").json()["data"][0]["url"]
 
-    assert [httpx2.get(url, trust_env=False).status_code for url in (expired, short_lived)] == [404, 404]
+    assert [httpx2.get(url, trust_env=False, verify=False).status_code for url in (expired, short_lived)] == [
+        404,
+        404,
+    ]
     assert emulator.files()["not_found"] == 2
 
 
@@ -550,10 +558,11 @@ def test_control_api_refuses_bad_faults(
         emulator.fault(provider, endpoint, kind, **params)
 
 
+@pytest.mark.slow
 def test_subprocess_emulator_serves_and_stops() -> None:
     with start_subprocess() as running:
         running.prewarm(["512x512"])
-        with httpx2.Client(trust_env=False) as http:
+        with httpx2.Client(trust_env=False, verify=False) as http:
             response = http.post(
                 f"{running.base_url('openai')}/images/generations",
                 headers={"authorization": f"Bearer {KEY}"},

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+import subprocess
 import sys
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
@@ -54,6 +55,23 @@ def require_slow(what: str) -> None:
     """Fail a test that starts a process without the `slow` mark (the fast subset must stay fast)."""
     if _current and _current[0].get_closest_marker("slow") is None:
         pytest.fail(f"{_current[0].nodeid} starts {what}: mark it @pytest.mark.slow")
+
+
+@contextmanager
+def guard_processes() -> Iterator[None]:
+    """While the block runs, every process started through subprocess.Popen (which asyncio's and
+    anyio's process APIs use too) passes `require_slow` first."""
+    original = subprocess.Popen.__init__
+
+    def guarded(self: subprocess.Popen[Any], args: Any, *rest: Any, **kw: Any) -> None:
+        require_slow(f"a process ({str(args)[:80]})")
+        original(self, args, *rest, **kw)
+
+    subprocess.Popen.__init__ = guarded  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        subprocess.Popen.__init__ = original  # type: ignore[method-assign]
 
 
 @asynccontextmanager

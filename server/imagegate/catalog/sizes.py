@@ -5,6 +5,7 @@ describing a rule compactly for schemas, errors and listings. Pure functions, no
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -70,6 +71,7 @@ class ResolvedSize:
         return " ".join(parts) or "upstream default"
 
 
+@functools.cache
 def ratio_value(ratio: str) -> Fraction:
     """ "16:9" as the number 16/9."""
     m = RATIO.match(ratio)
@@ -77,6 +79,7 @@ def ratio_value(ratio: str) -> Fraction:
     return Fraction(int(m[1]), int(m[2]))
 
 
+@functools.cache
 def nominal_ratio(width: int, height: int) -> str:
     """The ratio a size is known by: exact if standard, else the standard one within 3 %, else reduced."""
     exact = Fraction(width, height)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 import anyio
@@ -42,15 +42,27 @@ PROTOCOLS = {
 """Protocol id (a provider's `protocol` in the catalog) -> the adapter module that speaks it."""
 
 
-def protocol_rules() -> dict[str, ProtocolRules]:
+class _Rules(Mapping[str, ProtocolRules]):
+    """Every protocol id, its adapter module imported only when its rules are asked for."""
+
+    def __getitem__(self, protocol: str) -> ProtocolRules:
+        module = importlib.import_module(PROTOCOLS[protocol])
+        return ProtocolRules(tuple(module.DIALECTS), bool(getattr(module, "DIALECT_REQUIRED", False)))
+
+    def __contains__(self, protocol: object) -> bool:
+        return protocol in PROTOCOLS
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(PROTOCOLS)
+
+    def __len__(self) -> int:
+        return len(PROTOCOLS)
+
+
+def protocol_rules() -> Mapping[str, ProtocolRules]:
     """What each protocol's adapter takes as route data (its module's `DIALECTS`, `DIALECT_REQUIRED`),
-    for the catalog to check when it loads. Imports every adapter: call it at start-up, not on import."""
-    rules = {}
-    for protocol, name in PROTOCOLS.items():
-        module = importlib.import_module(name)
-        dialects = tuple(module.DIALECTS)
-        rules[protocol] = ProtocolRules(dialects, bool(getattr(module, "DIALECT_REQUIRED", False)))
-    return rules
+    for the catalog to check when it loads. An adapter is imported when its rules are first read."""
+    return _Rules()
 
 
 @dataclass

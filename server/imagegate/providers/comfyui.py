@@ -164,8 +164,9 @@ def _node_errors(body: dict[str, Any]) -> list[str]:
 def classify_error(status: int, body: Any, provider: str) -> ImagegateError:
     """POST /prompt refuses a workflow with 400 `{error: {type, message, details}, node_errors}`
     (execution.py `validate_prompt`); other routes answer bare statuses."""
-    if isinstance(body, dict) and ("node_errors" in body or isinstance(body.get("error"), dict)):
-        error = body.get("error")
+    refusal = isinstance(body, dict) and ("node_errors" in body or isinstance(body.get("error"), dict))
+    if status == 400 and refusal:
+        error = body.get("error")  # body is a dict: `refusal` says so
         head = error.get("message") if isinstance(error, dict) else error if isinstance(error, str) else None
         details = error.get("details") if isinstance(error, dict) else None
         parts = [p for p in (head, details, *_node_errors(body)) if p]

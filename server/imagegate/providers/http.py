@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import copy
 import email.utils
+import functools
 import logging
 import random
+import ssl
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -261,6 +263,14 @@ def _parse_body(content: bytes | bytearray) -> Any:
         return content[:2000].decode("utf-8", "replace")
 
 
+@functools.cache
+def tls_context() -> ssl.SSLContext:
+    """The certificate store, loaded once per process: loading it takes ~25 ms, and every provider's
+    client (and every service a test builds) would otherwise load its own copy. httpx2 builds it the same
+    way (SSL_CERT_FILE / SSL_CERT_DIR, else the system store); contexts are safe to share."""
+    return httpx2.create_ssl_context()
+
+
 class ProviderClient:
     """One pooled client for one provider; opened at start-up, closed on shutdown."""
 
@@ -281,6 +291,7 @@ class ProviderClient:
         self._sleep = sleep
         self._clock = clock
         self._http = httpx2.AsyncClient(
+            verify=tls_context(),
             timeout=httpx2.Timeout(timeout, connect=min(CONNECT_TIMEOUT, timeout)),
             limits=POOL,
             transport=transport,
