@@ -10,7 +10,7 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -370,10 +370,11 @@ def _bundle(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the `imagegate` console script."""
+def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
+    """Entry point of the `imagegate` console script; `env` replaces the process environment as the
+    settings' source (tests run a command in process)."""
     try:
-        code = _main(argv)
+        code = _main(argv, env)
         sys.stdout.flush()  # here, not at exit, where a closed pipe could only be reported as exit 120
         return code
     except BrokenPipeError:  # `imagegate models | head`: the reader has what it wanted
@@ -381,7 +382,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_OK
 
 
-def _main(argv: Sequence[str] | None) -> int:
+def _main(argv: Sequence[str] | None, env: Mapping[str, str] | None) -> int:
     logging.basicConfig(
         stream=sys.stderr, level=logging.WARNING, format="imagegate %(levelname)s %(message)s"
     )
@@ -391,7 +392,7 @@ def _main(argv: Sequence[str] | None) -> int:
     if args.command == "bundle":  # packs files; needs no settings
         return _bundle(args)
     try:
-        service = build_service()
+        service = build_service(env)
     except ConfigError as e:
         print(f"imagegate: configuration error:\n{e.message}", file=sys.stderr)
         return EXIT_CONFIG

@@ -1,6 +1,7 @@
 """`imagegate doctor` as a person or a script runs it: configured providers are probed without
 their key (the emulator answers: reachable; a closed port: unreachable, exit 1), the others
-name the variable to set, and no key ever appears in what it prints."""
+name the variable to set, and no key ever appears in what it prints. The CLI's own entry point runs
+in process; the first test runs it as a subprocess, as a person does."""
 
 from __future__ import annotations
 
@@ -16,9 +17,8 @@ from pathlib import Path
 
 import pytest
 from tests.support import TEST_KEY_PREFIX, base_env
+from tests.support.cli import run_cli
 from tools.emulator import start_thread
-
-pytestmark = pytest.mark.slow
 
 KEY = f"{TEST_KEY_PREFIX}openai"
 
@@ -29,9 +29,12 @@ def emulator():
         yield emu
 
 
-def doctor(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "imagegate", "doctor", *args]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+def doctor(env: dict[str, str], *args: str, process: bool = False) -> subprocess.CompletedProcess[str]:
+    if process:
+        command = [sys.executable, "-m", "imagegate", "doctor", *args]
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+    else:
+        done = run_cli(env, "doctor", *args)
     assert KEY not in done.stdout + done.stderr
     return done
 
@@ -72,9 +75,10 @@ def providers(done: subprocess.CompletedProcess[str]) -> dict[str, dict]:
     return {p["id"]: p for p in json.loads(done.stdout)["providers"]}
 
 
+@pytest.mark.slow
 def test_a_configured_provider_that_answers_is_reachable(emulator, tmp_path):
     env = base_env(tmp_path, OPENAI_API_KEY=KEY, OPENAI_BASE_URL=emulator.base_url("openai"))
-    done = doctor(env, "--json")
+    done = doctor(env, "--json", process=True)
     assert done.returncode == 0, done.stdout + done.stderr
     report = json.loads(done.stdout)
     openai = providers(done)["openai"]

@@ -1,5 +1,6 @@
 """`imagegate doctor` checks key and base URL with one cheap authenticated GET (a model list, BFL's
-credits) against the emulator, run as a person runs it: a subprocess with a clean environment. Each
+credits) against the emulator: the CLI's own entry point with a clean environment, once as a person
+runs it (a subprocess), the rest in process (the same main, without a process start per case). Each
 broken set-up says which of key, base URL or network is wrong and names the variable; the key itself
 never appears in what it prints, and nothing checked never reads as "works"."""
 
@@ -13,14 +14,13 @@ import sys
 import anyio
 import pytest
 from tests.support import TEST_KEY_PREFIX, base_env
+from tests.support.cli import run_cli
 from tools.emulator import mixroute as emulated_mixroute
 from tools.emulator import openai_images as emulated_openai
 from tools.emulator import start_thread
 
 from imagegate.doctor import diagnose
 from imagegate.service import build_service
-
-pytestmark = pytest.mark.slow
 
 KEY = f"{TEST_KEY_PREFIX}doctor-checks"
 WRONG_KEY = f"{TEST_KEY_PREFIX}doctor-wrong"
@@ -40,8 +40,15 @@ def emu(emulator):
 
 
 def doctor(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return checked(run_cli(env, "doctor", *args))
+
+
+def doctor_process(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     command = [sys.executable, "-m", "imagegate", "doctor", *args]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+    return checked(subprocess.run(command, env=env, capture_output=True, text=True, timeout=60))
+
+
+def checked(done: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:
     for key in (KEY, WRONG_KEY):
         assert key not in done.stdout + done.stderr
     return done
@@ -57,16 +64,17 @@ def closed_port() -> int:
         return int(sock.getsockname()[1])
 
 
+@pytest.mark.slow
 def test_a_right_set_up_works_and_the_check_reached_the_model_list_with_the_key(emu, tmp_path):
     env = base_env(tmp_path, OPENAI_API_KEY=KEY, OPENAI_BASE_URL=emu.base_url("openai"))
-    done = doctor(env, "--json")
+    done = doctor_process(env, "--json")
     assert done.returncode == 0, done.stdout + done.stderr
     openai = report(done)["openai"]
     assert openai["works"] is True and openai["reachable"] is True and openai["problem"] is None
     assert openai["check"] == f"GET {emu.base_url('openai')}/models"
     [seen] = [r for r in emu.requests("openai") if r["endpoint"] == "models"]
     assert seen["auth_ok"] and seen["method"] == "GET"
-    text = doctor(env)
+    text = doctor_process(env)
     assert "every one checked works" in text.stdout and text.returncode == 0
 
 
@@ -118,6 +126,7 @@ def test_an_unreachable_port_names_the_host(tmp_path):
     assert f"127.0.0.1:{port}" in openai["detail"] and "ConnectError" in openai["detail"]
 
 
+@pytest.mark.slow  # waits out its one-second timeout
 def test_a_slow_upstream_is_reported_as_a_timeout(emu, tmp_path):
     emu.fault("openai", "models", "slow", seconds=3)
     env = base_env(tmp_path, OPENAI_API_KEY=KEY, OPENAI_BASE_URL=emu.base_url("openai"))

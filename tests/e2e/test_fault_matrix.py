@@ -7,10 +7,13 @@ bounded time; the server serves the next call."""
 from __future__ import annotations
 
 import time
+from contextlib import ExitStack
+from functools import partial
 from pathlib import Path
 
 import anyio
 import pytest
+from mcp import Client
 from tests.support import base_env, error_kind, serve, text_of
 from tools.emulator import EmulatorClient, start_thread
 
@@ -59,59 +62,72 @@ FAULTS = [
 
 
 def test_every_protocol_survives_the_same_faults(tmp_path):
-    """Each protocol against its own emulator and its own server process, all at once: the faults
-    wait real seconds (Retry-After, backoff, the timeout), so side by side the matrix takes as long as
-    its slowest protocol rather than the sum of all eleven."""
+    """Every protocol against its own emulator, all at once, through one server process over stdio:
+    the faults wait real seconds (Retry-After, backoff, the timeout), so side by side the matrix takes
+    as long as its slowest protocol rather than the sum of them, and the one process must come
+    through every protocol's faults at the same time."""
+    providers = sorted({case.split("-")[0] for case in CALLS})
     failures: dict[str, list[str]] = {}
 
-    async def matrix() -> None:
-        async with anyio.create_task_group() as group:
-            for case in CALLS:
-                group.start_soon(run_case, tmp_path / case, case, failures)
+    async def matrix(emulators: dict[str, EmulatorClient]) -> None:
+        async with serve(matrix_env(tmp_path, emulators), stdio=True) as client:
+            async with anyio.create_task_group() as group:
+                for provider in providers:  # a provider's cases share its emulator: one after the other
+                    cases = [case for case in CALLS if case.split("-")[0] == provider]
+                    group.start_soon(run_cases, client, emulators[provider], cases, failures)
 
-    anyio.run(matrix)
+    with ExitStack() as stack:
+        emulators = {provider: stack.enter_context(start_thread()) for provider in providers}
+        anyio.run(matrix, emulators)
     report = [f"{case}: {line}" for case, lines in failures.items() for line in lines]
     assert not report, "\n".join(report)
 
 
-async def run_case(tmp_path: Path, case: str, failures: dict[str, list[str]]) -> None:
-    tmp_path.mkdir()
-    with start_thread() as emulator:
-        failures[case] = await faults_against(tmp_path, emulator, case)
-
-
-async def faults_against(tmp_path: Path, emulator: EmulatorClient, case: str) -> list[str]:
-    provider = case.split("-")[0]
-    key, url = VARIABLES.get(provider, (f"{provider.upper()}_API_KEY", f"{provider.upper()}_BASE_URL"))
-    env = base_env(
+def matrix_env(tmp_path: Path, emulators: dict[str, EmulatorClient]) -> dict[str, str]:
+    variables: dict[str, str] = {}
+    for provider, emulator in emulators.items():
+        key, url = VARIABLES.get(provider, (f"{provider.upper()}_API_KEY", f"{provider.upper()}_BASE_URL"))
+        variables[url] = emulator.base_url(provider)
+        if key:
+            variables[key] = "test-matrix-key"
+    return base_env(
         tmp_path,
         IMAGEGATE_MAX_RETRIES="1",
         IMAGEGATE_TIMEOUT="3",
         # BFL's emulated delivery host, "localhost", is another loopback host
         IMAGEGATE_ALLOW_PRIVATE_URLS="true",
-        **{url: emulator.base_url(provider), **({key: "test-matrix-key"} if key else {})},
+        **variables,
     )
+
+
+async def run_cases(
+    client: Client, emulator: EmulatorClient, cases: list[str], failures: dict[str, list[str]]
+) -> None:
+    for case in cases:
+        failures[case] = await faults_against(client, emulator, case)
+
+
+async def faults_against(client: Client, emulator: EmulatorClient, case: str) -> list[str]:
+    provider = case.split("-")[0]
     args = {**CALLS[case], "provider": provider, "prompt": "a lighthouse at dusk"}
     failures = []
-    async with serve(env, stdio=True) as client:
-        for name, fault, count, expected in FAULTS:
-            await anyio.to_thread.run_sync(emulator.reset)
-            await anyio.to_thread.run_sync(
-                lambda f=fault, c=count: emulator.fault(provider, FAULTED.get(provider, "*"), count=c, **f)
-            )
-            started = time.monotonic()
-            result = await client.call_tool("generate_image", args)
-            took = time.monotonic() - started
-            got = error_kind(result) if result.is_error else None
-            matched = got is not None if expected == ANY_ERROR else got == expected
-            if not matched or took > 15:
-                failures.append(
-                    f"{name}: expected {expected}, got {got} in {took:.1f} s: {text_of(result)[:200]}"
-                )
-            elif expected and provider not in text_of(result):
-                failures.append(f"{name}: the error does not name {provider}: {text_of(result)[:200]}")
+    for name, fault, count, expected in FAULTS:
         await anyio.to_thread.run_sync(emulator.reset)
-        after = await client.call_tool("generate_image", args)
-        if after.is_error:
-            failures.append(f"the next call failed: {text_of(after)[:200]}")
+        arm = partial(emulator.fault, provider, FAULTED.get(provider, "*"), count=count, **fault)
+        await anyio.to_thread.run_sync(arm)
+        started = time.monotonic()
+        result = await client.call_tool("generate_image", args)
+        took = time.monotonic() - started
+        got = error_kind(result) if result.is_error else None
+        matched = got is not None if expected == ANY_ERROR else got == expected
+        if not matched or took > 15:
+            failures.append(
+                f"{name}: expected {expected}, got {got} in {took:.1f} s: {text_of(result)[:200]}"
+            )
+        elif expected and provider not in text_of(result):
+            failures.append(f"{name}: the error does not name {provider}: {text_of(result)[:200]}")
+    await anyio.to_thread.run_sync(emulator.reset)
+    after = await client.call_tool("generate_image", args)
+    if after.is_error:
+        failures.append(f"the next call failed: {text_of(after)[:200]}")
     return failures

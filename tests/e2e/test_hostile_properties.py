@@ -80,7 +80,8 @@ REFUSED_KINDS = {
     "storage_error",
     "not_implemented",
 }
-EXTRA_ENV = {"bfl": {"IMAGEGATE_ALLOW_PRIVATE_URLS": "true"}}  # its CDN stand-in is "localhost" (test_bfl)
+# Their CDN stand-ins are "localhost", another loopback host than the API's (test_bfl, test_fal, ...).
+EXTRA_ENV = {p: {"IMAGEGATE_ALLOW_PRIVATE_URLS": "true"} for p in ("bfl", "fal", "replicate")}
 ID = re.compile(r"[0-9A-Za-z_-]*[0-9][0-9A-Za-z_-]{15,}")  # task ids, file names: vary per call
 SETTINGS = settings(
     max_examples=EXAMPLES,

@@ -39,7 +39,14 @@ CALLS: dict[str, dict[str, Any]] = {
     "modelgate": {"model": "seedream-4.0", "provider": "modelgate"},
     "mixroute": {"model": "gpt-image-1", "provider": "mixroute"},
     "atalk": {"model": "flux-2-pro", "provider": "atalk"},
+    "openrouter": {"model": "gemini-2.5-flash-image", "provider": "openrouter"},
+    "fal": {"model": "flux-2-pro", "provider": "fal"},
+    "replicate": {"model": "flux-schnell", "provider": "replicate"},
+    "comfyui": {"model": "comfyui", "provider": "comfyui"},
+    "sdwebui": {"model": "sdwebui", "provider": "sdwebui"},
 }
+URL_VARIABLES = {"comfyui": "COMFYUI_URL", "sdwebui": "SDWEBUI_URL"}
+"""The local servers' URL variables (everyone else's is PROVIDER_BASE_URL)."""
 PAYLOAD_TOKEN = "imagegate-payload"
 SENTINELS = sorted({*all_keys().values(), *KEYS.values()})
 RSS_KILL_MB = 4096  # a server past this is killed: the test fails instead of the machine
@@ -51,7 +58,10 @@ def hostile_env(proxy: HostileProxy, tmp: Path, **extra: str) -> dict[str, str]:
     config = tmp / "imagegate.toml"
     config.write_text(config_text(proxy))  # type: ignore[arg-type]  # base_url is all it reads
     keys = {**all_keys(), **KEYS}
-    urls = {f"{pid.upper()}_BASE_URL": proxy.base_url(pid) for pid in {c["provider"] for c in CALLS.values()}}
+    urls = {
+        URL_VARIABLES.get(pid, f"{pid.upper()}_BASE_URL"): proxy.base_url(pid)
+        for pid in {c["provider"] for c in CALLS.values()}
+    }
     urls |= {f"{pid.upper()}_BASE_URL": proxy.base_url(pid) for pid in ("zhaotou", "modelmax")}
     settings = {"IMAGEGATE_TIMEOUT": "3", "IMAGEGATE_MAX_RETRIES": "0", "IMAGEGATE_CONFIG": str(config)}
     return base_env(tmp, **keys, **urls, **{**settings, **extra})

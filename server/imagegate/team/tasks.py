@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, cast
 
 import anyio
 
-from .backend import Keys, RedisError, as_str
+from .backend import Keys, as_str, redis_errors
 
 if TYPE_CHECKING:
     from .backend import Redis
@@ -297,7 +297,7 @@ class RedisTasks:
                     async for message in pubsub.listen():
                         if message.get("type") == "message":
                             on_cancel(str(message["data"]))
-            except RedisError:
+            except redis_errors():
                 log.warning("the cancel channel of this worker dropped; listening again", exc_info=True)
                 await self.sleep(1.0)
 
