@@ -351,6 +351,7 @@ async def test_a_wrong_key_is_auth_failed_and_never_echoed(tmp_path, emu):
     no_secret_anywhere(tmp_path, text_of(result))
 
 
+@pytest.mark.slow  # waits out a one-second timeout
 async def test_a_slow_upstream_is_a_timeout(tmp_path, emu):
     emu.fault(PROVIDER, "generate", "slow", seconds=4)
     async with serve(env(tmp_path, emu, IMAGEGATE_TIMEOUT="1")) as client:

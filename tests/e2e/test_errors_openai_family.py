@@ -246,7 +246,13 @@ async def test_each_upstream_failure_is_a_clear_error_and_the_next_call_is_serve
     ("upstream", "fault", "params", "args", "min_gap"),
     [
         pytest.param(
-            "openai", "status", {"status": 429, "retry_after": "1"}, GPT, 0.9, id="429-retry-after-honoured"
+            "openai",
+            "status",
+            {"status": 429, "retry_after": "1"},
+            GPT,
+            0.9,
+            id="429-retry-after-honoured",
+            marks=pytest.mark.slow,  # waits out the one second it was asked to
         ),
         pytest.param("openai", "status", {"status": 503}, GPT, 0.0, id="503"),
         pytest.param("modelmax", "status", {"status": 502}, IMAGEN, 0.0, id="502-modelmax"),
@@ -318,6 +324,7 @@ async def test_warnings_are_in_the_human_summary_not_only_in_the_json(client, em
     assert any("1 of 2 images were made" in line for line in summary_lines(result)), summary_lines(result)
 
 
+@pytest.mark.slow  # waits out a one-second timeout
 async def test_a_slow_upstream_times_out_without_retry_and_the_server_recovers(emulator, tmp_path):
     async with serve(emulator_env(emulator, tmp_path, IMAGEGATE_TIMEOUT="1")) as session:
         emulator.fault("openai", "generations", "slow", seconds=2.5)

@@ -298,6 +298,7 @@ async def test_imagen_failures(tmp_path, emu):
     assert error_of(dropped)["kind"] == "no_images"
 
 
+@pytest.mark.slow  # waits out a one-second timeout
 async def test_a_slow_upstream_is_a_timeout(tmp_path, emu):
     emu.fault("gemini", GENERATE, "slow", seconds=3)
     async with serve(env_for(tmp_path, emu, IMAGEGATE_TIMEOUT="1", IMAGEGATE_MAX_RETRIES="0")) as client:
