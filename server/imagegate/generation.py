@@ -390,14 +390,15 @@ class Generator:
             converted = self.pricing.convert(reported[0], reported[1], quote.currency)
             reported = (converted, quote.currency) if converted is not None else None
         currency = quote.currency or (reported[1] if reported else None)
-        return Cost(quote.total, currency, reported[0] if reported else None)
+        return Cost(quote.total, currency, reported[0] if reported else None, quote.upper_bound)
 
     def _image_cost(self, request: ImageRequest, batch: _BatchRun) -> Cost:
         """One image's share: the table's price of one, and its batch's reported cost split evenly."""
         reply = batch.reply
         one = self._call_cost(replace(request, n=1), (reply.usage,) if reply and reply.usage else ())
         made = len(reply.artifacts) if reply and reply.artifacts else 1
-        return Cost(one.estimated, one.currency, None if one.reported is None else one.reported / made)
+        share = None if one.reported is None else one.reported / made
+        return Cost(one.estimated, one.currency, share, one.upper_bound)
 
 
 SHAPE_TOLERANCE = 0.01

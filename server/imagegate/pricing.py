@@ -121,6 +121,8 @@ class Cost:
     estimated: float | None
     currency: str | None
     reported: float | None
+    upper_bound: bool = False
+    """The estimate is the most the call can cost (the upstream picks quality or size): "up to"."""
 
     def record(self) -> dict[str, Any]:
         return {

@@ -100,7 +100,8 @@ def cost_words(cost: Cost, provider: str) -> str:
     """ "cost: about $0.67 by the price table; $0.64 reported by openai" (or that it is unknown)."""
     said = []
     if cost.estimated is not None and cost.currency:
-        said.append(f"about {money(cost.estimated, cost.currency, rounded=True)} by the price table")
+        how = "up to" if cost.upper_bound else "about"
+        said.append(f"{how} {money(cost.estimated, cost.currency, rounded=True)} by the price table")
     if cost.reported is not None and cost.currency:
         said.append(f"{money(cost.reported, cost.currency, rounded=True)} reported by {provider}")
     return "cost: " + (

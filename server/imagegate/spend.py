@@ -15,13 +15,37 @@ from typing import Any
 
 import anyio
 
-from .errors import InvalidRequest, shown
+from .errors import (
+    AuthFailed,
+    ConfigError,
+    ContentRefused,
+    InsufficientBalance,
+    InvalidRequest,
+    ModelNotFound,
+    NotConfigured,
+    RateLimited,
+    shown,
+)
 from .generation import Outcome
 from .ledger import TOKEN_SECONDS, Ledger, Planned, Refused, Settled, UsageReport, call_digest
 from .pricing import Budgets, ConfirmationNeeded, Pricing, Quote, SpendRefused, judge, money
 from .validation import ImageRequest
 
 __all__ = ["Admission", "Spend"]
+
+
+NOT_BILLED = (
+    ConfigError,
+    InvalidRequest,
+    NotConfigured,
+    AuthFailed,
+    InsufficientBalance,
+    RateLimited,
+    ModelNotFound,
+    ContentRefused,
+)
+"""Failures where no upstream did the work: refused before anything was sent, or by the upstream at
+the door (a refused prompt makes no image). Any other failure of a sent call may have been billed."""
 
 
 @dataclass(frozen=True)
@@ -123,14 +147,14 @@ class Spend:
             outcome = await work()
         except BaseException as e:
             with anyio.CancelScope(shield=True):
-                await self._settle(admission, None, type(e).__name__)
+                await self._settle(admission, None, e)
             raise
         with anyio.CancelScope(shield=True):
             await self._settle(admission, outcome)
         return replace(outcome, warnings=(*outcome.warnings, admission.note)) if admission.note else outcome
 
     async def _settle(
-        self, admission: Admission, outcome: Outcome | None, failure: str | None = None
+        self, admission: Admission, outcome: Outcome | None, failure: BaseException | None = None
     ) -> None:
         ledger, row = self.ledger, admission.row
         if ledger is None or row is None:
@@ -138,10 +162,21 @@ class Spend:
         settled = self.settled(admission, outcome, failure)
         await ledger.in_thread(lambda: ledger.settle(row, settled))
 
-    def settled(self, admission: Admission, outcome: Outcome | None, failure: str | None = None) -> Settled:
-        """What a call is charged: what the upstream reported, else the estimate for the images made."""
+    def settled(
+        self, admission: Admission, outcome: Outcome | None, failure: BaseException | None = None
+    ) -> Settled:
+        """What a call is charged: what the upstream reported, else the estimate for the images made.
+        A call that ended without an outcome is charged its whole estimate unless the failure shows
+        that no upstream did the work (refused before sending, or a 4xx): a timeout, a lost reply or
+        a cancellation may have been billed, and a budget must not forget it."""
         if outcome is None:
-            return Settled("failed", note=failure)
+            name = type(failure).__name__ if failure is not None else "failed"
+            status = getattr(failure, "status", None)
+            unbilled = isinstance(failure, NOT_BILLED) or (isinstance(status, int) and 400 <= status < 500)
+            if unbilled or admission.quote.usd is None:
+                return Settled("failed", note=name)
+            note = f"{name}: charged the estimate, as the upstream may have billed a request it received"
+            return Settled("failed", charged_usd=admission.quote.usd, note=note)
         made, quote, cost = len(outcome.images), admission.quote, outcome.cost
         charge = None
         if cost is not None and cost.reported is not None:

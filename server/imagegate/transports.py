@@ -276,8 +276,9 @@ def serve_http(
         )
     http_app(service, host, allowed_hosts)  # what would stop every worker stops here, once
     if workers_module.reuseport_available():
-        workers_module.reuseport_socket(host, port).close()  # the port is ours to share, or this says why
-        code = workers_module.supervise(partial(_worker_main, host, port, tuple(allowed_hosts)), workers)
+        workers_module.claim_port(host, port)  # nobody listens there yet, or this says why
+        target = partial(_worker_main, host, port, tuple(allowed_hosts), os.getpid())
+        code = workers_module.supervise(target, workers)
         if code:
             raise SystemExit(code)
         return
@@ -288,11 +289,12 @@ def serve_http(
     Multiprocess(config, sockets=[config.bind_socket()]).run()
 
 
-def _worker_main(host: str, port: int, allowed_hosts: tuple[str, ...], index: int) -> None:
+def _worker_main(host: str, port: int, allowed_hosts: tuple[str, ...], parent: int, index: int) -> None:
     """One worker process (team/workers.py starts it): its own service and its own SO_REUSEPORT
-    socket on the shared port, served by uvicorn until SIGTERM."""
+    socket on the shared port, served by uvicorn until SIGTERM, or until its supervisor is gone."""
     import uvicorn
 
+    workers_module.exit_with_parent(parent)
     app = _worker_app(host, allowed_hosts)
     sock = workers_module.reuseport_socket(host, port)
     uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[sock])

@@ -30,6 +30,7 @@ from tests.support.server import process_env
 from tools.emulator import EmulatorClient, start_thread
 
 from imagegate.app import create_server
+from imagegate.ledger import Ledger
 from imagegate.service import build_service
 
 pytestmark = pytest.mark.anyio
@@ -289,3 +290,31 @@ async def test_openai_gets_one_idempotency_key_for_a_request_and_its_retries(tmp
     assert not first.is_error and not second.is_error
     assert keys[0] and keys[0] == keys[1] == keys[2]  # one request, its two retries: one key
     assert keys[3] and keys[3] != keys[0]  # the next request: its own
+
+
+async def test_a_call_whose_reply_was_lost_counts_against_the_budget(tmp_path, emu):
+    """The POST went out and its reply never came: the upstream may have billed it, so the row keeps
+    its estimate and the daily budget sees it; a refusal at the door (a 4xx) costs nothing."""
+    env = openai_env(tmp_path, emu, IMAGEGATE_DAILY_BUDGET="0.05")
+    emu.fault("openai", "*", "drop_connection", count=1)
+    async with serve(env) as client:
+        lost = await client.call_tool("generate_image", LOW)
+        emu.fault("openai", "*", "status", status=400, count=1)
+        refused = await client.call_tool("generate_image", LOW)
+        kept = await client.call_tool("generate_image", LOW)
+        over = await client.call_tool("generate_image", LOW)
+    assert error_of(lost)["kind"] == "upstream_error" and refused.is_error and not kept.is_error
+    assert error_of(over)["kind"] == "over_budget"  # $0.022 lost + $0.022 kept: no room for a third
+    rows = Ledger(Path(env["IMAGEGATE_LEDGER"])).rows()
+    assert [(r["status"], r["charged_usd"]) for r in rows[:3]] == [
+        ("failed", pytest.approx(0.022)),
+        ("failed", 0.0),
+        ("ok", pytest.approx(0.022, rel=0.05)),  # what its tokens report, near the table's estimate
+    ]
+    assert "may have billed" in (rows[0]["note"] or "")
+
+
+async def test_an_estimate_that_is_a_ceiling_is_said_as_up_to(tmp_path, emu):
+    async with serve(openai_env(tmp_path, emu)) as client:  # quality left to the upstream: the most it costs
+        result = await client.call_tool("generate_image", {"model": "gpt-image-1", "prompt": "a fox"})
+    assert any(line.startswith("cost: up to $") for line in text_of(result).splitlines()), text_of(result)

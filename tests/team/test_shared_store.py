@@ -127,3 +127,28 @@ async def test_a_live_lease_keeps_a_task_working(tmp_path, emu, redis_url, deplo
     finally:
         await client.aclose()
     assert lapsed is not None and lapsed.status == "failed"
+
+
+async def test_an_owner_that_stalled_past_its_lease_stops_and_leaves_the_failed_record_as_it_is(
+    redis_url, deployment
+):
+    """A reader failed the task while its owner stalled; the owner's next heartbeat must not renew the
+    lease or rewrite the record, and tells the owner to stop the work (its result could not be kept)."""
+    client = connect(redis_url)
+    owner = RedisTasks(client, Keys(deployment), lease=0.2)
+    reader = RedisTasks(client, Keys(deployment), lease=0.2)
+    now = time.time()
+    record = TaskRecord(id="c" * 24, tool="generate_image", user=None, owner="w1", created=now, updated=now)
+    try:
+        await owner.create(record)
+        await anyio.sleep(0.3)  # the owner stalls past its lease
+        failed = await reader.get(record.id)
+        stop = await owner.heartbeat({record.id: "still drawing"})
+        after = await reader.get(record.id)
+        lease_back = await client.exists(Keys(deployment).lease(record.id))
+    finally:
+        await client.aclose()
+    assert failed is not None and failed.status == "failed"
+    assert stop == {record.id}
+    assert after is not None and after.status == "failed" and after.message == failed.message
+    assert not lease_back

@@ -191,6 +191,17 @@ redis.call('DEL', KEYS[2])
 return 1
 """
 
+# KEYS[1] the task's hash, KEYS[2] its lease; ARGV lease ms, message, time, keep seconds. The owner's
+# renewal: only while the task is still working (a reader may have failed it after a stall, and then
+# its record must stay as the reader left it); answers the cancel flag, or "gone".
+_RENEW = """
+if redis.call('HGET', KEYS[1], 'status') ~= 'working' then return 'gone' end
+redis.call('SET', KEYS[2], '1', 'PX', ARGV[1])
+redis.call('HSET', KEYS[1], 'message', ARGV[2], 'updated', ARGV[3])
+redis.call('EXPIRE', KEYS[1], ARGV[4])
+return redis.call('HGET', KEYS[1], 'cancel') or ''
+"""
+
 
 class RedisTasks:
     """The store a deployment's workers share: a hash per task, a list of its saved files, a lease key
@@ -213,6 +224,7 @@ class RedisTasks:
         self.sleep = sleep
         self._fail_if_lapsed = client.register_script(_FAIL_IF_LAPSED)
         self._finish = client.register_script(_FINISH)
+        self._renew = client.register_script(_RENEW)
         self._live: set[str] = set()
 
     def _ttl(self, record: TaskRecord) -> int:
@@ -273,19 +285,19 @@ class RedisTasks:
 
     async def heartbeat(self, progress: dict[str, str]) -> set[str]:
         """Renew the leases of the tasks this worker runs, record their progress; the ids among them
-        whose cancellation was asked for."""
+        to stop: cancelled, or already failed by a reader after their lease lapsed (the work would only
+        be thrown away; what it saved stays listed with the failed task)."""
         if not progress:
             return set()
-        now = self.clock()
-        pipe = self.client.pipeline(transaction=False)
+        now, stop = self.clock(), set()
         for task_id, message in progress.items():
-            pipe.set(self.keys.lease(task_id), "1", px=int(self.lease * 1000))
-            pipe.hset(self.keys.task(task_id), mapping={"message": message, "updated": repr(now)})
-            pipe.expire(self.keys.task(task_id), int(KEEP_SECONDS + self.lease))
-            pipe.hget(self.keys.task(task_id), "cancel")
-        replies = await pipe.execute()
-        flags = replies[3::4]
-        return {task_id for task_id, flag in zip(progress, flags, strict=True) if flag == "1"}
+            answer = await self._renew(
+                keys=[self.keys.task(task_id), self.keys.lease(task_id)],
+                args=[int(self.lease * 1000), message, repr(now), int(KEEP_SECONDS + self.lease)],
+            )
+            if answer in ("1", "gone"):  # asked to stop, or failed by a reader while this worker stalled
+                stop.add(task_id)
+        return stop
 
     async def listen(self, worker: str, on_cancel: Callable[[str], None]) -> None:
         """Deliver the ids published on this worker's cancel channel until cancelled; a dropped

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import signal
 import socket
 import sys
@@ -22,7 +23,7 @@ from collections.abc import Callable
 from multiprocessing.context import SpawnProcess
 from types import FrameType
 
-__all__ = ["reuseport_available", "reuseport_socket", "supervise"]
+__all__ = ["claim_port", "exit_with_parent", "reuseport_available", "reuseport_socket", "supervise"]
 
 log = logging.getLogger("imagegate")
 CHECK_SECONDS = 0.2
@@ -46,6 +47,28 @@ def reuseport_socket(host: str, port: int, backlog: int = 2048) -> socket.socket
     sock.listen(backlog)
     sock.set_inheritable(False)
     return sock
+
+
+def claim_port(host: str, port: int) -> None:
+    """Raise OSError (address in use) when anything already listens on host:port, a server of ours
+    included: a plain bind, without SO_REUSEPORT, conflicts with every listener, where a reuseport bind
+    would silently join another deployment and split its traffic."""
+    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    with socket.socket(family, kind, proto) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT of a previous run is fine
+        sock.bind(address)
+
+
+def exit_with_parent(parent: int) -> None:
+    """In a worker: end this process when the supervisor `parent` is gone (killed with -9, it cannot
+    stop its workers), so no orphan keeps listening on the shared port."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="imagegate-parent-watch", daemon=True).start()
 
 
 def supervise(target: Callable[[int], None], workers: int) -> int:
