@@ -17,8 +17,9 @@ import hashlib
 import json
 import secrets
 import sqlite3
+import threading
 from collections.abc import Callable, Mapping, Sequence
-from contextlib import closing, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -178,8 +179,22 @@ class Ledger:
         self.path = path
         self.now = now
         self._ready = False
+        self._threads = threading.local()
 
     # --- Connections -------------------------------------------------------------------------------
+
+    def _connection(self) -> sqlite3.Connection:
+        """This thread's connection, opened once and kept: opening and closing one per operation made
+        every image call ~3.5 ms slower (the last close of a WAL database checkpoints it), where a kept
+        connection with synchronous=NORMAL (safe against any process crash in WAL mode; only a power
+        cut can take back the last commits) takes ~0.06 ms. Calls run in worker threads (in_thread),
+        each with its own connection, as sqlite3 wants."""
+        connection: sqlite3.Connection | None = getattr(self._threads, "connection", None)
+        if connection is None:
+            connection = self._connect()
+            connection.execute("PRAGMA synchronous = NORMAL")
+            self._threads.connection = connection
+        return connection
 
     def _connect(self) -> sqlite3.Connection:
         try:
@@ -198,14 +213,14 @@ class Ledger:
     def _write(self) -> Any:
         """One short write transaction, taken before reading (BEGIN IMMEDIATE): no other writer runs
         between this transaction's check and its insert."""
-        with closing(self._connect()) as connection:
-            connection.execute("BEGIN IMMEDIATE")
-            try:
-                yield connection
-            except BaseException:
-                connection.execute("ROLLBACK")
-                raise
-            connection.execute("COMMIT")
+        connection = self._connection()
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            yield connection
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
+        connection.execute("COMMIT")
 
     # --- Calls -------------------------------------------------------------------------------------
 
@@ -291,17 +306,17 @@ class Ledger:
             )
 
     def spent_today(self, user: str | None = None) -> float:
-        with closing(self._connect()) as connection:
-            return self._spent(connection, self.now().date().isoformat(), user)
+        connection = self._connection()
+        return self._spent(connection, self.now().date().isoformat(), user)
 
     def rows(self, since: date | None = None, user: str | None = None) -> list[dict[str, Any]]:
         """Every call since a day (default: all), oldest first, as plain records."""
-        with closing(self._connect()) as connection:
-            connection.row_factory = sqlite3.Row
-            found = connection.execute(
-                "SELECT * FROM calls WHERE day >= ? AND user IS ? ORDER BY id",
-                ((since or date.min).isoformat(), user),
-            ).fetchall()
+        cursor = self._connection().cursor()
+        cursor.row_factory = sqlite3.Row  # this query's rows only: the connection is kept and shared
+        found = cursor.execute(
+            "SELECT * FROM calls WHERE day >= ? AND user IS ? ORDER BY id",
+            ((since or date.min).isoformat(), user),
+        ).fetchall()
         return [
             {**dict(r), "paths": json.loads(r["paths"]), "request_ids": json.loads(r["request_ids"])}
             for r in found
@@ -309,18 +324,18 @@ class Ledger:
 
     def usage(self, since: date, user: str | None = None) -> UsageReport:
         """Spend since `since` (inclusive) by provider and model."""
-        with closing(self._connect()) as connection:
-            found = connection.execute(
-                "SELECT provider, model, COUNT(*), COALESCE(SUM(images), 0), COALESCE(SUM(charged_usd), 0)"
-                " FROM calls WHERE day >= ? AND user IS ? AND status NOT IN ('refused', 'declined')"
-                " GROUP BY provider, model ORDER BY 5 DESC, 1, 2",
-                (since.isoformat(), user),
-            ).fetchall()
-            unpriced = connection.execute(
-                "SELECT COUNT(*) FROM calls WHERE day >= ? AND user IS ? AND estimated IS NULL"
-                " AND reported IS NULL AND status NOT IN ('refused', 'declined')",
-                (since.isoformat(), user),
-            ).fetchone()[0]
+        connection = self._connection()
+        found = connection.execute(
+            "SELECT provider, model, COUNT(*), COALESCE(SUM(images), 0), COALESCE(SUM(charged_usd), 0)"
+            " FROM calls WHERE day >= ? AND user IS ? AND status NOT IN ('refused', 'declined')"
+            " GROUP BY provider, model ORDER BY 5 DESC, 1, 2",
+            (since.isoformat(), user),
+        ).fetchall()
+        unpriced = connection.execute(
+            "SELECT COUNT(*) FROM calls WHERE day >= ? AND user IS ? AND estimated IS NULL"
+            " AND reported IS NULL AND status NOT IN ('refused', 'declined')",
+            (since.isoformat(), user),
+        ).fetchone()[0]
         lines = tuple(UsageLine(p, m, int(c), int(i), float(u)) for p, m, c, i, u in found)
         return UsageReport(since.isoformat(), self.now().date().isoformat(), user, lines, int(unpriced))
 
