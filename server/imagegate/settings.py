@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints,
 from . import codec
 from .catalog import Catalog, CatalogAdditions, ModelSpec, Offering, ProviderSpec
 from .catalog.loader import shipped_provider_ids, validation_message
-from .catalog.spec import Price, Throttle
+from .catalog.spec import Price, Throttle, WorkflowInputs
 from .errors import ConfigError
 from .team.users import Users
 
@@ -64,23 +64,11 @@ class PreviewConfig(_File):
     max_bytes: int | None = None
 
 
-class WorkflowFile(_File):
+class WorkflowFile(WorkflowInputs):
     """A ComfyUI workflow in API format and which node input takes what, each as "node id.input name"
     (`[providers.comfyui.workflows.generate]` `file = "~/flux_api.json"` `prompt = "6.text"` …)."""
 
     file: str
-    prompt: str
-    negative_prompt: str | None = None
-    width: str | None = None
-    height: str | None = None
-    batch_size: str | None = None
-    seed: str | None = None
-    guidance_scale: str | None = None
-    checkpoint: str | None = None
-    image: str | None = None
-    mask: str | None = None
-    output: str | None = None
-    """The node whose images are the result (default: every SaveImage node's)."""
 
 
 class UserProvider(_File):

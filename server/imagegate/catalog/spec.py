@@ -32,6 +32,7 @@ __all__ = [
     "SizeRule",
     "Throttle",
     "WireOptions",
+    "WorkflowInputs",
 ]
 
 Capability = Literal["generate", "edit", "multi_reference", "mask", "variations"]
@@ -212,6 +213,24 @@ class InputLimits(_Data):
     @classmethod
     def _ratio(cls, v: str | None) -> str | None:
         return v if v is None else _check_ratio(v)
+
+
+class WorkflowInputs(_Data):
+    """Which node input ("node id.input name") of a ComfyUI API-format workflow takes what: shared by
+    a workflow as routes carry it (providers/comfyui.py) and as a config file names it (settings.py)."""
+
+    prompt: str
+    negative_prompt: str | None = None
+    width: str | None = None
+    height: str | None = None
+    batch_size: str | None = None
+    seed: str | None = None
+    guidance_scale: str | None = None
+    checkpoint: str | None = None
+    image: str | None = None
+    mask: str | None = None
+    output: str | None = None
+    """The node whose images are the result (default: every SaveImage node's)."""
 
 
 class WireOptions(_Data):

@@ -20,8 +20,8 @@ from typing import Any
 from urllib.parse import urlencode
 
 import anyio
-from pydantic import BaseModel, ConfigDict
 
+from ..catalog.spec import WorkflowInputs
 from ..errors import ImagegateError, NoImagesReturned, UpstreamError, UpstreamTimeout
 from . import websocket
 from .base import (
@@ -58,23 +58,10 @@ SEED_RANGE = 2**53
 MIME_EXTENSION = {mime: ext for ext, mime in FORMAT_MIME.items() if ext != "jpg"}
 
 
-class Workflow(BaseModel):
+class Workflow(WorkflowInputs):
     """An API-format workflow and which node input ("node id.input name") takes what."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
     graph: dict[str, Any]
-    prompt: str
-    negative_prompt: str | None = None
-    width: str | None = None
-    height: str | None = None
-    batch_size: str | None = None
-    seed: str | None = None
-    guidance_scale: str | None = None
-    checkpoint: str | None = None
-    image: str | None = None
-    mask: str | None = None
-    output: str | None = None
 
 
 @dataclass
