@@ -64,14 +64,14 @@ def _listening(url: str) -> bool:
         return False
 
 
-def _servers(settings: Settings, providers: Mapping[str, ProviderSpec]) -> dict[str, ProviderSpec]:
-    """The shipped local servers: kind local, a URL variable, an adapter that lists checkpoints."""
+def _servers(providers: Mapping[str, ProviderSpec]) -> dict[str, ProviderSpec]:
+    """Of these local providers, the ones whose adapter lists checkpoints (imported only now: a
+    start-up with no local server imports neither adapter)."""
     found = {}
     for pid, spec in providers.items():
         module = PROTOCOLS.get(spec.protocol)
-        if spec.kind == "local" and spec.base_url_env and module:
-            if hasattr(importlib.import_module(module), "CHECKPOINTS_PATH"):
-                found[pid] = spec
+        if module and hasattr(importlib.import_module(module), "CHECKPOINTS_PATH"):
+            found[pid] = spec
     return found
 
 
@@ -239,12 +239,17 @@ def prepare(settings: Settings, catalog: Catalog, transport: Transport | None = 
     """The settings with the local servers found and their routes added to the catalog additions;
     the same settings when no local server is named or answers (probing off: nothing is asked)."""
     creds = settings.credentials(catalog)
-    servers = {
+    named_or_answering = {
         pid: spec
-        for pid, spec in _servers(settings, catalog.providers).items()
-        if settings.local_url_set(pid, spec)
-        or (settings.local_probe and (transport is not None or _listening(creds[pid].base_url)))
+        for pid, spec in catalog.providers.items()
+        if spec.kind == "local"
+        and spec.base_url_env
+        and (
+            settings.local_url_set(pid, spec)
+            or (settings.local_probe and (transport is not None or _listening(creds[pid].base_url)))
+        )
     }
+    servers = _servers(named_or_answering)
     if not servers:
         return settings
     found = discover(settings, servers, creds, transport)
